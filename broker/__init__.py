@@ -1,0 +1,1 @@
+"""Connection broker: backend WebSocket, subscription reconcile, event routing (Step 3)."""

@@ -1,0 +1,1 @@
+"""Single-stream runtime: stream reader -> .mpta pipeline -> actions -> events."""

@@ -1,0 +1,1 @@
+"""ActionSink implementations: real Redis and PostgreSQL connections made once per archive."""

@@ -1,0 +1,1 @@
+"""``detector mpta ...`` and ``detector pipeline ...`` subcommands."""

@@ -1,0 +1,81 @@
+"""Ultralytics YOLO (.pt) backend of the inference interface."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from camera_pod.inference.detections import Classification, Detections
+from camera_pod.inference.models import Image, Task
+from detector.kit.errors import PermanentError
+
+_SUPPORTED_TASKS: tuple[Task, ...] = ("detect", "classify")
+
+
+class ModelLoadError(PermanentError):
+    pass
+
+
+def _yolo_class() -> Any:
+    # Never reach the network, and unpickle checkpoints with torch's weights-only allow-list:
+    # a .pt from an archive is untrusted input.
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
+    from ultralytics import YOLO
+
+    return YOLO
+
+
+class UltralyticsModel:
+    def __init__(self, path: Path, *, device: str = "cpu") -> None:
+        if not path.is_file():
+            raise ModelLoadError(f"{path.name}: file not found")
+        try:
+            self._yolo = _yolo_class()(str(path))
+        except Exception as exc:  # Ultralytics raises many types for a bad file
+            raise ModelLoadError(f"{path.name}: cannot load model: {type(exc).__name__}: {exc}") from exc
+        task = self._yolo.task
+        if task not in _SUPPORTED_TASKS:
+            raise ModelLoadError(f"{path.name}: task {task!r} is not supported (detect or classify)")
+        self._task: Task = task
+        self._names = tuple(str(self._yolo.names[index]) for index in sorted(self._yolo.names))
+        self._device = device
+        self._lock = threading.Lock()
+
+    @property
+    def task(self) -> Task:
+        return self._task
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def detect(self, image: Image, *, classes: Sequence[int] | None, min_confidence: float,
+               track: bool = False, tracker: str = "bytetrack") -> Detections:
+        options: dict[str, Any] = {"conf": max(min_confidence, 0.001), "verbose": False, "device": self._device}
+        if classes:
+            options["classes"] = list(classes)
+        with self._lock:
+            if track:
+                result = self._yolo.track(image, persist=True, tracker=f"{tracker}.yaml", **options)[0]
+            else:
+                result = self._yolo.predict(image, **options)[0]
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return Detections.empty(self._names)
+        tracker_ids = boxes.id.cpu().numpy().astype(np.int64) if boxes.id is not None else None
+        return Detections(boxes.xyxy.cpu().numpy().astype(np.float32), boxes.conf.cpu().numpy().astype(np.float32),
+                          boxes.cls.cpu().numpy().astype(np.int64), self._names, tracker_ids)
+
+    def classify(self, image: Image) -> Classification:
+        with self._lock:
+            result = self._yolo.predict(image, verbose=False, device=self._device)[0]
+        probs = result.probs
+        if probs is None:
+            raise PermanentError("classifier returned no probabilities")
+        return Classification(self._names[int(probs.top1)], float(probs.top1conf))

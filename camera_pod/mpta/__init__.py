@@ -1,0 +1,1 @@
+""".mpta archives: schema of pipeline.json, safe fetching/extraction, validation, packing."""

@@ -1,0 +1,240 @@
+"""Runs a loaded .mpta node tree on one frame, exactly as shared/spec/mpta.md describes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import numpy as np
+
+from camera_pod.inference.detections import Box
+from camera_pod.inference.models import Image, Model
+from camera_pod.mpta.loading import LoadedArchive
+from camera_pod.mpta.naming import result_field
+from camera_pod.mpta.schema import Node, PostgresUpdateCombined
+from camera_pod.pipeline import cropping
+from camera_pod.pipeline.acting import ActionScope, run_actions
+from camera_pod.pipeline.results import ActionOutcome, FrameResult, NodeResult
+from camera_pod.pipeline.sink import ActionSink
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The original worker's rule: a frame showing both creates the car_frontal_info row.
+INITIAL_RECORD_CLASSES = ("Car", "Frontal")
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    camera_id: str
+    display_id: str
+    captured_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    session_id: str | None = None
+
+
+@dataclass
+class _Run:
+    """Mutable state of one frame's run."""
+
+    context: FrameContext
+    session_id: str | None
+    outcomes: list[ActionOutcome] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def values(self, node: NodeResult | None = None) -> dict[str, object]:
+        captured = self.context.captured_at
+        return {
+            "timestamp_ms": int(captured.timestamp() * 1000),
+            "timestamp": captured.strftime("%Y-%m-%dT%H-%M-%S"),
+            "camera_id": self.context.camera_id,
+            "display_id": self.context.display_id,
+            "session_id": self.session_id,
+            "class": node.class_name if node else None,
+            "confidence": node.confidence if node else None,
+        }
+
+
+class _Incomplete(Exception):
+    """A waited-for branch cannot run on this frame: nothing may be written."""
+
+
+def _triggers(branch: Node, regions: Mapping[str, Box]) -> str | None:
+    """Why ``branch`` does not trigger on ``regions``; None when it does."""
+    hits = [cls for cls in branch.triggerClasses if cls in regions and regions[cls].confidence >= branch.minConfidence]
+    if not hits:
+        return f"no {'/'.join(branch.triggerClasses) or 'trigger class'} ≥ {branch.minConfidence}"
+    if branch.crop:
+        crop_class = branch.cropClass or branch.triggerClasses[0]
+        if crop_class not in regions:
+            return f"crop class {crop_class!r} not detected"
+    return None
+
+
+class PipelineEngine:
+    """One per loaded archive; safe to call from many subscriptions of a camera at once."""
+
+    def __init__(self, archive: LoadedArchive, sink: ActionSink | None, *, max_workers: int = 4) -> None:
+        self._archive = archive
+        self._sink = sink
+        self._postgres = archive.config.postgresql is not None
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="inference")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    async def process(self, frame: Image, context: FrameContext) -> FrameResult:
+        run = _Run(context, context.session_id)
+        started = time.perf_counter()
+        root = self._archive.config.pipeline
+        try:
+            result = await self._run_node(root, frame, run, parent_regions=None)
+        except _Incomplete as exc:
+            return FrameResult("incomplete", None, str(exc), run.session_id, tuple(run.outcomes),
+                               self._timings(run, started))
+        status = "nothing" if result is None or (result.task == "detect" and not result.regions) else "detected"
+        return FrameResult(status, result, None, run.session_id, tuple(run.outcomes), self._timings(run, started))
+
+    @staticmethod
+    def _timings(run: _Run, started: float) -> dict[str, float]:
+        return {**run.timings_ms, "total": (time.perf_counter() - started) * 1000}
+
+    async def _infer(self, run: _Run, node: Node, call: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        value = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        run.timings_ms[node.modelId] = (time.perf_counter() - started) * 1000
+        return value
+
+    async def _run_node(self, node: Node, image: Image, run: _Run,
+                        parent_regions: Mapping[str, Box] | None) -> NodeResult | None:
+        model = self._archive.models[node.modelId]
+        if model.task == "classify":
+            return await self._classify(node, model, image, run)
+        return await self._detect(node, model, image, run, is_root=parent_regions is None)
+
+    async def _classify(self, node: Node, model: Model, image: Image, run: _Run) -> NodeResult:
+        classification = await self._infer(run, node, lambda: model.classify(image))
+        result = NodeResult(node.modelId, "classify", classification=classification, result_field=result_field(node))
+        if node.actions:
+            scope = ActionScope(node.modelId, "actions", image, {}, run.values(result))
+            run.outcomes.extend(await run_actions(node.actions, scope, self._sink))
+        return result
+
+    def _regions(self, node: Node, detections_boxes: list[Box]) -> dict[str, Box]:
+        best: dict[str, Box] = {}
+        for box in detections_boxes:
+            if box.class_name not in best or box.confidence > best[box.class_name].confidence:
+                best[box.class_name] = box
+        if not node.multiClass and best:
+            top = max(best.values(), key=lambda box: box.confidence)
+            return {top.class_name: top}
+        return best
+
+    async def _detect(self, node: Node, model: Model, image: Image, run: _Run, *, is_root: bool) -> NodeResult:
+        wanted = node.triggerClasses if is_root else []
+        class_ids = [model.names.index(name) for name in wanted]
+        detections = await self._infer(run, node, lambda: model.detect(
+            image, classes=class_ids or None, min_confidence=node.minConfidence))
+        keep = detections.confidence >= node.minConfidence
+        if class_ids:
+            keep &= np.isin(detections.class_id, class_ids)
+        detections = detections.filter(keep)
+        regions = self._regions(node, detections.boxes())
+        empty = NodeResult(node.modelId, "detect", detections, {})
+        if not regions:
+            return empty
+        if node.multiClass and node.expectedClasses and not any(cls in regions for cls in node.expectedClasses):
+            return empty
+        triggered, skipped = self._plan_branches(node, regions)
+        self._prevalidate(node, triggered, skipped)
+        await self._initial_record(node, regions, run)
+        partial = NodeResult(node.modelId, "detect", detections, regions)
+        scope = ActionScope(node.modelId, "actions", image, regions, run.values(partial))
+        run.outcomes.extend(await run_actions(node.actions, scope, self._sink))
+        branch_results = await self._run_branches(triggered, image, regions, run, skipped)
+        if node.parallelActions:
+            scope.list_name = "parallelActions"
+            scope.branch_values = {bid: result.fields() for bid, result in branch_results.items()}
+            scope.values["session_id"] = run.session_id
+            run.outcomes.extend(await run_actions(node.parallelActions, scope, self._sink))
+        return NodeResult(node.modelId, "detect", detections, regions, branches=branch_results,
+                          skipped_branches=skipped)
+
+    @staticmethod
+    def _plan_branches(node: Node, regions: Mapping[str, Box]) -> tuple[list[Node], dict[str, str]]:
+        triggered, skipped = [], {}
+        for branch in node.branches:
+            reason = _triggers(branch, regions)
+            if reason is None:
+                triggered.append(branch)
+            else:
+                skipped[branch.modelId] = reason
+        return triggered, skipped
+
+    @staticmethod
+    def _prevalidate(node: Node, triggered: list[Node], skipped: Mapping[str, str]) -> None:
+        waited = {branch for action in node.parallelActions if isinstance(action, PostgresUpdateCombined)
+                  for branch in action.waitForBranches}
+        missing = sorted(waited - {branch.modelId for branch in triggered})
+        if missing:
+            reasons = "; ".join(f"{branch}: {skipped.get(branch, 'not triggered')}" for branch in missing)
+            raise _Incomplete(f"{node.modelId}: waited-for branches will not run ({reasons})")
+
+    async def _initial_record(self, node: Node, regions: Mapping[str, Box], run: _Run) -> None:
+        if not (self._postgres and node.multiClass and all(cls in regions for cls in INITIAL_RECORD_CLASSES)):
+            return
+        if self._sink is None:
+            return
+        session_id = str(uuid.uuid4())
+        captured = run.context.captured_at.strftime("%Y-%m-%dT%H-%M-%S")
+        try:
+            await self._sink.create_initial_record(run.context.display_id, captured, session_id)
+            outcome = ActionOutcome(node.modelId, "initial_record", 0, "postgresql_insert", "done", session_id)
+        except Exception as exc:
+            log.error("initial record failed", extra={"node": node.modelId, "error": f"{type(exc).__name__}: {exc}"})
+            outcome = ActionOutcome(node.modelId, "initial_record", 0, "postgresql_insert", "failed",
+                                    f"{type(exc).__name__}: {exc}")
+        # The generated id keys this frame's writes even if the insert failed: the later upsert creates the row.
+        run.session_id = session_id
+        run.outcomes.append(outcome)
+
+    async def _run_branches(self, branches: list[Node], image: Image, regions: Mapping[str, Box], run: _Run,
+                            skipped: dict[str, str]) -> dict[str, NodeResult]:
+        async def one(branch: Node) -> tuple[str, NodeResult | None]:
+            try:
+                return branch.modelId, await self._run_node(branch, self._branch_input(branch, image, regions),
+                                                            run, regions)
+            except _Incomplete as exc:  # a nested node's waits failed: that subtree writes nothing
+                skipped[branch.modelId] = f"incomplete: {exc}"
+                return branch.modelId, None
+            except Exception as exc:
+                log.error("branch failed", extra={"node": branch.modelId, "error": f"{type(exc).__name__}: {exc}"})
+                skipped[branch.modelId] = f"failed: {type(exc).__name__}: {exc}"
+                return branch.modelId, None
+
+        async def in_order(sequential: list[Node]) -> list[tuple[str, NodeResult | None]]:
+            return [await one(branch) for branch in sequential]
+
+        parallel = [branch for branch in branches if branch.parallel]
+        sequential = [branch for branch in branches if not branch.parallel]
+        parallel_pairs, sequential_pairs = await asyncio.gather(
+            asyncio.gather(*(one(branch) for branch in parallel)), in_order(sequential))
+        return {model_id: result for model_id, result in [*sequential_pairs, *parallel_pairs] if result is not None}
+
+    @staticmethod
+    def _branch_input(branch: Node, image: Image, regions: Mapping[str, Box]) -> Image:
+        if not branch.crop:
+            return image
+        crop_class = branch.cropClass or branch.triggerClasses[0]
+        cropped = cropping.crop(image, regions[crop_class].xyxy)
+        if cropped is None:
+            raise ValueError(f"crop of {crop_class!r} is empty")
+        if branch.resizeTarget is not None:
+            cropped = cropping.resize(cropped, branch.resizeTarget)
+        return np.ascontiguousarray(cropped)

@@ -1,0 +1,88 @@
+"""Typed results of one frame through the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from camera_pod.inference.detections import Box, Classification, Detections
+from camera_pod.inference.models import Task
+
+ActionList = Literal["initial_record", "actions", "parallelActions"]
+FrameStatus = Literal["detected", "nothing", "incomplete"]
+
+
+@dataclass(frozen=True)
+class ActionOutcome:
+    node_id: str
+    list_name: ActionList
+    index: int
+    action_type: str
+    status: Literal["done", "failed", "skipped"]
+    detail: str  # the key/channel/row written, or why it failed or was skipped
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    model_id: str
+    task: Task
+    detections: Detections | None = None
+    regions: Mapping[str, Box] = field(default_factory=dict)
+    classification: Classification | None = None
+    result_field: str | None = None
+    branches: Mapping[str, NodeResult] = field(default_factory=dict)
+    skipped_branches: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Box | None:
+        return max(self.regions.values(), key=lambda box: box.confidence, default=None)
+
+    @property
+    def class_name(self) -> str | None:
+        if self.classification is not None:
+            return self.classification.class_name
+        best = self.best
+        return best.class_name if best else None
+
+    @property
+    def confidence(self) -> float | None:
+        if self.classification is not None:
+            return self.classification.confidence
+        best = self.best
+        return best.confidence if best else None
+
+    def fields(self) -> dict[str, object]:
+        """What ``{modelId.<field>}`` templates can read from this node."""
+        values: dict[str, object] = {"class": self.class_name, "confidence": self.confidence}
+        if self.result_field:
+            values[self.result_field] = self.class_name
+        return values
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    status: FrameStatus
+    root: NodeResult | None
+    reason: str | None = None
+    session_id: str | None = None
+    actions: tuple[ActionOutcome, ...] = ()
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    def all_nodes(self) -> dict[str, NodeResult]:
+        found: dict[str, NodeResult] = {}
+        pending = [self.root] if self.root else []
+        while pending:
+            node = pending.pop()
+            found[node.model_id] = node
+            pending.extend(node.branches.values())
+        return found
+
+    def classified_fields(self) -> dict[str, str]:
+        """``{"brand": "Toyota", "body_type": "Sedan"}`` from every classifier that ran."""
+        return {node.result_field: node.class_name for node in self.all_nodes().values()
+                if node.result_field and node.class_name is not None}
+
+    @property
+    def failed_actions(self) -> list[ActionOutcome]:
+        return [outcome for outcome in self.actions if outcome.status == "failed"]

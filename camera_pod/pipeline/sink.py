@@ -1,0 +1,17 @@
+"""The only door from the engine to the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+
+class ActionSink(Protocol):
+    async def save_image(self, key: str, data: bytes, expire_seconds: int | None) -> None: ...
+
+    async def publish(self, channel: str, message: str) -> None: ...
+
+    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
+                     fields: Mapping[str, str]) -> None: ...
+
+    async def create_initial_record(self, display_id: str, captured_timestamp: str, session_id: str) -> None: ...

@@ -1,0 +1,25 @@
+"""Camera-pod settings from ``DETECTOR_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "camera-detector"
+
+
+class PodSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+
+    cache_dir: Path = Field(default_factory=_default_cache, description="downloaded and extracted .mpta archives")
+    max_mpta_bytes: int = Field(2 << 30, ge=1, description="largest .mpta download accepted")
+    mpta_connect_timeout_s: float = Field(10.0, gt=0)
+    mpta_read_timeout_s: float = Field(60.0, gt=0)
+    inference_workers: int = Field(4, ge=1, le=64, description="threads for model calls (parallel branches)")
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "text"

@@ -1,0 +1,1 @@
+"""Kopf operator for CameraSubscription resources (Step 4). Installed as ``detector_operator``."""

@@ -1,0 +1,49 @@
+import io
+import json
+import logging
+
+import pytest
+
+from detector.kit import logs
+from detector.kit.redaction import redact_text, redact_url
+
+SECRET = "s3cr3t-P4ss"
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (f"rtsp://admin:{SECRET}@10.0.0.5:554/stream1", "rtsp://admin:***@10.0.0.5:554/stream1"),
+    (f"http://user:{SECRET}@cam.local/snap.jpg?x=1", "http://user:***@cam.local/snap.jpg?x=1"),
+    (f"https://h/m.mpta?token={SECRET}&a=b", "https://h/m.mpta?token=***&a=b"),
+    ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
+    (f"rtsp://{SECRET}@10.0.0.5/stream", "rtsp://***@10.0.0.5/stream"),
+])
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_text_finds_urls_inside_messages() -> None:
+    text = f"cannot open rtsp://admin:{SECRET}@cam/1 and http://a:{SECRET}@b/c (password={SECRET})"
+    redacted = redact_text(text)
+    assert SECRET not in redacted
+    assert "rtsp://admin:***@cam/1" in redacted
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_logs_never_contain_credentials(fmt: str) -> None:
+    stream = io.StringIO()
+    logs.configure("DEBUG", fmt)  # type: ignore[arg-type]
+    handler = logging.getLogger().handlers[-1]
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    log = logging.getLogger("tests.redaction")
+    log.info("opening %s", f"rtsp://admin:{SECRET}@cam/1", extra={"url": f"http://u:{SECRET}@h/x"})
+    try:
+        raise RuntimeError(f"connect failed to rtsp://admin:{SECRET}@cam/1")
+    except RuntimeError:
+        log.exception("stream error")
+    output = stream.getvalue()
+    assert SECRET not in output
+    assert "admin:***@cam/1" in output
+    if fmt == "json":
+        records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        assert records[0]["logger"] == "tests.redaction"
+        assert records[0]["url"] == "http://u:***@h/x"
