@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 
 from camera_pod.inference.models import Image
 from detector.kit.errors import PermanentError
@@ -29,10 +30,10 @@ class SourceFrame:
 
 
 def _image_frames(path: Path) -> Iterator[SourceFrame]:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
+    decoded = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if decoded is None:
         raise PermanentError(f"{path}: not a readable image")
-    yield SourceFrame(0, image, time.time(), None)
+    yield SourceFrame(0, decoded.astype(np.uint8, copy=False), time.time(), None)
 
 
 def _video_frames(source: str) -> Iterator[SourceFrame]:
@@ -46,7 +47,7 @@ def _video_frames(source: str) -> Iterator[SourceFrame]:
         stream.thread_type = "AUTO"
         fps = float(stream.average_rate) if stream.average_rate else None
         for index, frame in enumerate(container.decode(stream)):
-            yield SourceFrame(index, frame.to_ndarray(format="bgr24"), time.time(), fps)
+            yield SourceFrame(index, frame.to_ndarray(format="bgr24").astype(np.uint8, copy=False), time.time(), fps)
 
 
 def frames(source: str) -> Iterator[SourceFrame]:

@@ -50,7 +50,7 @@ def build_archive(tmp_path: Path, fixture_members: dict[str, bytes],
     """Write an .mpta made of the fixture's models and a (modified) pipeline.json."""
     counter = iter(range(10_000))
 
-    def build(edit: Callable[[dict[str, Any]], None] | None = None, *, pipeline_text: str | None = None,
+    def build(edit: Callable[[dict[str, Any]], None] | None = None, *, pipeline_text: str | bytes | None = None,
               extra: dict[str, bytes] | None = None, drop: tuple[str, ...] = ()) -> Path:
         document = copy.deepcopy(fixture_pipeline)
         if edit:

@@ -55,7 +55,7 @@ def pack_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mpta = subparsers.add_parser("mpta", help=".mpta pipeline archives")
     commands = mpta.add_subparsers(dest="mpta_command", required=True)
     validate = commands.add_parser("validate", help="load an archive (path or URL), check it, print its node tree")

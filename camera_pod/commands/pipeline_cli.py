@@ -128,7 +128,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pipeline = subparsers.add_parser("pipeline", help="run an .mpta pipeline by hand")
     commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
     run = commands.add_parser("run", help="run on a video, image or stream URL; one line per frame")

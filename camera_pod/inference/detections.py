@@ -47,7 +47,7 @@ class Detections:
     def boxes(self) -> list[Box]:
         result = []
         for index in range(len(self)):
-            x1, y1, x2, y2 = (int(round(float(v))) for v in self.xyxy[index])
+            x1, y1, x2, y2 = (round(float(v)) for v in self.xyxy[index])
             track = None if self.tracker_id is None else int(self.tracker_id[index])
             result.append(Box(self.names[int(self.class_id[index])], float(self.confidence[index]),
                               (x1, y1, x2, y2), track))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cv2
+import numpy as np
 
 from camera_pod.inference.detections import BoxXYXY
 from camera_pod.inference.models import Image
@@ -27,5 +28,5 @@ def resize(image: Image, target: tuple[int, int]) -> Image:
     if image.shape[1] == width and image.shape[0] == height:
         return image
     shrinking = image.shape[1] > width or image.shape[0] > height
-    result: Image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return result
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interpolation).astype(np.uint8, copy=False)

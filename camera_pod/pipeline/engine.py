@@ -21,7 +21,7 @@ from camera_pod.mpta.naming import result_field
 from camera_pod.mpta.schema import Node, PostgresUpdateCombined
 from camera_pod.pipeline import cropping
 from camera_pod.pipeline.acting import ActionScope, run_actions
-from camera_pod.pipeline.results import ActionOutcome, FrameResult, NodeResult
+from camera_pod.pipeline.results import ActionOutcome, FrameResult, FrameStatus, NodeResult
 from camera_pod.pipeline.sink import ActionSink
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class PipelineEngine:
         except _Incomplete as exc:
             return FrameResult("incomplete", None, str(exc), run.session_id, tuple(run.outcomes),
                                self._timings(run, started))
-        status = "nothing" if result is None or (result.task == "detect" and not result.regions) else "detected"
+        status: FrameStatus = "nothing" if result is None or (result.task == "detect" and not result.regions) \
+            else "detected"
         return FrameResult(status, result, None, run.session_id, tuple(run.outcomes), self._timings(run, started))
 
     @staticmethod

@@ -35,7 +35,7 @@ def test_none_renders_as_null_in_json_and_empty_in_text() -> None:
 
 
 def test_unknown_placeholder_is_an_error() -> None:
-    with pytest.raises(templates.TemplateError, match="unknown placeholder {nope}"):
+    with pytest.raises(templates.TemplateError, match=r"unknown placeholder \{nope\}"):
         templates.render("x{nope}", VALUES)
 
 
