@@ -42,7 +42,8 @@ def upsert_statement(schema: str, table: str, key_field: str, fields: Mapping[st
     columns = [key_field, *fields]
     values = [sql.Placeholder()] + [sql.SQL("NOW()") if value == NOW else sql.Placeholder()
                                     for value in fields.values()]
-    updates: list[sql.Composable] = [sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(column), sql.Identifier(column)) for column in fields]
+    updates: list[sql.Composable] = [
+        sql.SQL("{column} = EXCLUDED.{column}").format(column=sql.Identifier(column)) for column in fields]
     if table == INITIAL_TABLE and schema == DEFAULT_SCHEMA and "updated_at" not in fields:
         updates.append(sql.SQL("updated_at = NOW()"))
     statement = "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT ({key}) DO UPDATE SET {updates}"
