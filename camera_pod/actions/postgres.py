@@ -6,12 +6,14 @@ import logging
 from collections.abc import Mapping
 
 from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from camera_pod.mpta.schema import DEFAULT_SCHEMA, PostgresConfig
 
 log = logging.getLogger(__name__)
 
+APPLICATION_NAME = "camera-detector"
 INITIAL_TABLE = "car_frontal_info"
 # A field whose template renders to exactly this is set to the database's clock (the original's rule).
 NOW = "NOW()"
@@ -31,11 +33,9 @@ CREATE TABLE IF NOT EXISTS {table} (
 )""")
 
 
-def conninfo(config: PostgresConfig) -> str:
-    from psycopg.conninfo import make_conninfo
-
+def conninfo(config: PostgresConfig, application_name: str) -> str:
     return make_conninfo(host=config.host, port=config.port, dbname=config.database, user=config.username,
-                         password=config.password or None, connect_timeout=5, application_name="camera-detector")
+                         password=config.password or None, connect_timeout=5, application_name=application_name)
 
 
 def upsert_statement(schema: str, table: str, key_field: str, fields: Mapping[str, str]) -> sql.Composed:
@@ -57,9 +57,10 @@ def upsert_statement(schema: str, table: str, key_field: str, fields: Mapping[st
 
 
 class PostgresWriter:
-    def __init__(self, config: PostgresConfig, *, pool_timeout_s: float = 5.0, max_size: int = 4) -> None:
-        self._pool = AsyncConnectionPool(conninfo(config), min_size=0, max_size=max_size, timeout=pool_timeout_s,
-                                         open=False, name="pipeline")
+    def __init__(self, config: PostgresConfig, *, pool_timeout_s: float = 5.0, max_size: int = 4,
+                 application_name: str = APPLICATION_NAME) -> None:
+        self._pool = AsyncConnectionPool(conninfo(config, application_name), min_size=0, max_size=max_size,
+                                         timeout=pool_timeout_s, open=False, name="pipeline")
         self._opened = False
         self._initial_table_ready = False
 

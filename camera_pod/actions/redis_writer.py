@@ -6,11 +6,14 @@ from redis.asyncio import Redis
 
 from camera_pod.mpta.schema import RedisConfig
 
+CLIENT_NAME = "camera-detector"
+
 
 class RedisWriter:
-    def __init__(self, config: RedisConfig, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, config: RedisConfig, *, timeout_s: float = 5.0, client_name: str = CLIENT_NAME) -> None:
         self._client = Redis(host=config.host, port=config.port, db=config.db, password=config.password,
-                             socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30)
+                             socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30,
+                             client_name=client_name)
 
     async def close(self) -> None:
         await self._client.aclose()

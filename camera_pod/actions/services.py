@@ -15,9 +15,10 @@ class ServiceNotConfigured(PermanentError):
 
 
 class ServiceSink:
-    def __init__(self, config: PipelineConfig) -> None:
-        self._redis = RedisWriter(config.redis) if config.redis else None
-        self._postgres = PostgresWriter(config.postgresql) if config.postgresql else None
+    def __init__(self, config: PipelineConfig, *, client_name: str = "camera-detector") -> None:
+        """``client_name`` labels the connections (Redis CLIENT LIST, pg_stat_activity) for operators."""
+        self._redis = RedisWriter(config.redis, client_name=client_name) if config.redis else None
+        self._postgres = PostgresWriter(config.postgresql, application_name=client_name) if config.postgresql else None
 
     async def close(self) -> None:
         if self._redis:

@@ -239,3 +239,25 @@ async def test_parallel_branches_overlap_in_time(fixture_mpta: Path, tmp_path: P
     assert len(calls) == 2
     (start_a, end_a), (start_b, end_b) = calls
     assert start_a < end_b and start_b < end_a, "parallel branches ran one after the other"
+
+
+async def test_connections_are_made_once_per_archive_not_per_frame(fixture_mpta: Path, load: Any,
+                                                                   redis_client: redis.Redis,
+                                                                   pg: psycopg.Connection[Any]) -> None:
+    archive = await load(str(fixture_mpta))
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    sink = ServiceSink(archive.config, client_name=name)
+    engine = PipelineEngine(archive, sink)
+    try:
+        for seed in range(4):
+            image, _ = one_car_scene(SCENE_SEED + seed)
+            result = await engine.process(image, FrameContext(camera_id=f"{name};cam", display_id=name))
+            assert result.status == "detected" and result.failed_actions == []
+        redis_connections = [c for c in redis_client.client_list() if c.get("name") == name]
+        pg_connections = pg.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                                    (name,)).fetchone()
+        assert len(redis_connections) == 1
+        assert pg_connections is not None and pg_connections[0] == 1
+    finally:
+        engine.close()
+        await sink.close()
