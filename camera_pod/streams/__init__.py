@@ -1,0 +1,1 @@
+"""Camera streams: RTSP / HTTP-snapshot / file readers, supervised, shared per camera URL."""
