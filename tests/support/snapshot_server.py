@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import re
@@ -122,17 +123,13 @@ def make_handler(camera: SnapshotCamera) -> type[http.server.BaseHTTPRequestHand
             self.send_header("Content-Type", "image/jpeg")
             self.send_header("Content-Length", str(50 << 20))
             self.end_headers()
-            try:
+            with contextlib.suppress(OSError):
                 self.wfile.write(bytes(1 << 20))
-            except OSError:
-                pass
 
         def route_slow(self, _: str) -> None:
             time.sleep(camera.slow_seconds)
-            try:
+            with contextlib.suppress(OSError):
                 self.snapshot()
-            except OSError:
-                pass
 
     return Handler
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
 import time
@@ -40,7 +41,7 @@ def test_open_endpoint_on_a_drift_free_schedule(hub: StreamHub, camera: Snapshot
     assert frame is not None and frame.frame.image.shape == (240, 320, 3)
     time.sleep(3)
     times = camera.times("/open")
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert abs(statistics.mean(gaps) - 0.2) < 0.02, gaps
     assert (times[-1] - times[0]) / (len(times) - 1) == pytest.approx(0.2, abs=0.01)
 
