@@ -97,6 +97,32 @@ def test_two_subscriptions_share_one_connection_with_their_own_crops(hub: Stream
     assert hub.readers() == 0
 
 
+def test_a_new_subscriber_of_a_running_camera_gets_a_frame_at_once(hub: StreamHub,
+                                                                   rtsp_server: RtspServer) -> None:
+    config = rtsp(rtsp_server.url)
+    first = hub.subscribe("display-1;cam", config)
+    wait_for(lambda: first.status().online, 10)
+    second = hub.subscribe("display-2;cam", config)
+    started = time.monotonic()
+    assert second.next_frame(5) is not None
+    assert time.monotonic() - started < 0.3
+
+
+def test_a_slow_consumer_drops_frames_but_never_causes_reconnects(hub: StreamHub, rtsp_server: RtspServer) -> None:
+    subscription = hub.subscribe("d;c", rtsp(rtsp_server.url, stall_timeout_s=2.0))
+    wait_for(lambda: subscription.status().online, 10)
+    got = []
+    for _ in range(3):
+        frame = subscription.next_frame(5)
+        assert frame is not None
+        got.append(read_frame_index(frame.frame.image))
+        time.sleep(3.0)  # one "pipeline pass" longer than the stall timeout
+    status = subscription.status()
+    assert status.reconnects == 0 and status.online
+    assert status.dropped_frames >= 20
+    assert all(later - earlier >= 10 for earlier, later in zip(got, got[1:], strict=False)), got
+
+
 def test_server_killed_and_restarted(hub: StreamHub, rtsp_server: RtspServer) -> None:
     config = rtsp(rtsp_server.url)
     subscription = hub.subscribe("d;c", config)
