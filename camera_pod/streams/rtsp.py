@@ -57,6 +57,10 @@ class RtspConnection:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         interval = 1.0 / self._config.target_fps if self._config.target_fps else 0.0
+        rate = float(stream.average_rate or 0)
+        if interval and rate and self._config.target_fps and self._config.target_fps <= rate / 2:
+            # Frames no other frame refers to (B-frames) need not be decoded at all when we keep few.
+            stream.codec_context.skip_frame = "NONREF"
         next_due = 0.0
         try:
             for packet in self._container.demux(stream):
@@ -69,6 +73,7 @@ class RtspConnection:
                     self._stats.count_decode_error(f"decode: {exc}")
                     continue
                 for frame in decoded:
+                    self._stats.count_decoded()
                     now = self._last_frame = time.monotonic()
                     if now < next_due:
                         continue  # decoded (later frames reference it) but never converted or delivered

@@ -22,7 +22,8 @@ class StreamStatus:
     state: StreamState
     last_frame_at: float | None
     fps: float
-    frames: int
+    frames: int  # delivered
+    decoded: int  # decoded by the reader (RTSP), delivered or skipped for target_fps
     reconnects: int
     decode_errors: int
     dropped_frames: int
@@ -45,6 +46,7 @@ class StreamStats:
         self._last_frame_mono: float | None = None
         self.fps = 0.0
         self.frames = 0
+        self.decoded = 0
         self.reconnects = 0
         self.decode_errors = 0
         self.last_error: str | None = None
@@ -77,6 +79,10 @@ class StreamStats:
             self._last_frame_mono = None
             self.fps = 0.0
 
+    def count_decoded(self) -> None:
+        with self._lock:
+            self.decoded += 1
+
     def count_decode_error(self, error: str) -> None:
         with self._lock:
             self.decode_errors += 1
@@ -84,5 +90,6 @@ class StreamStats:
 
     def snapshot(self, dropped: int) -> StreamStatus:
         with self._lock:
-            return StreamStatus(self.state, self.last_frame_at, round(self.fps, 2), self.frames, self.reconnects,
+            return StreamStatus(self.state, self.last_frame_at, round(self.fps, 2), self.frames, self.decoded,
+                                self.reconnects,
                                 self.decode_errors, dropped, self.last_error)
