@@ -25,5 +25,5 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = _run(str(BIN / "mypy"), "camera_pod", "detector")
+    result = _run(str(BIN / "mypy"), "camera_pod", "broker", "detector")
     assert result.returncode == 0, result.stdout + result.stderr

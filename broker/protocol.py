@@ -1,0 +1,258 @@
+"""Every message between the backend and the worker (shared/spec/protocol.md), as pydantic models."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from detector.kit.redaction import redact_url
+
+MAX_MESSAGE_BYTES = 1 << 20
+_IDENTIFIER_PART = re.compile(r"^[A-Za-z0-9_.:@+-]{1,128}$")
+_URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+
+
+class _Message(BaseModel):
+    # Backends add fields over time: unknown keys are ignored on input, never echoed back.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+def split_identifier(identifier: str) -> tuple[str, str]:
+    """``"display-001;cam-001"`` → (``display-001``, ``cam-001``); anything else is rejected."""
+    parts = identifier.split(";")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"{identifier!r} must be '<displayIdentifier>;<cameraIdentifier>' with exactly one ';'")
+    for part in parts:
+        if not _IDENTIFIER_PART.match(part):
+            raise ValueError(f"{part!r}: identifiers use letters, digits and _.:@+- (at most 128)")
+    return parts[0], parts[1]
+
+
+def _url(value: str | None, field: str, schemes: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if not value.lower().startswith(schemes) or len(value) > 2048:
+        raise ValueError(f"{field} must be a {'/'.join(s[:-3] for s in schemes)} URL, got {redact_url(value)[:80]!r}")
+    return value
+
+
+class Subscription(_Message):
+    subscriptionIdentifier: str
+    rtspUrl: str | None = None
+    snapshotUrl: str | None = None
+    snapshotInterval: int | None = Field(None, ge=10, le=3_600_000, description="ms")
+    modelUrl: str = Field(min_length=1, max_length=2048)
+    modelId: int = Field(ge=0)
+    modelName: str = Field(max_length=256)
+    cropX1: int | None = Field(None, ge=0, le=65535)
+    cropY1: int | None = Field(None, ge=0, le=65535)
+    cropX2: int | None = Field(None, ge=0, le=65535)
+    cropY2: int | None = Field(None, ge=0, le=65535)
+
+    @field_validator("subscriptionIdentifier")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        split_identifier(value)
+        return value
+
+    @field_validator("rtspUrl")
+    @classmethod
+    def _rtsp(cls, value: str | None) -> str | None:
+        return _url(value, "rtspUrl", ("rtsp://", "rtsps://"))
+
+    @field_validator("snapshotUrl")
+    @classmethod
+    def _snapshot(cls, value: str | None) -> str | None:
+        return _url(value, "snapshotUrl", ("http://", "https://"))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Subscription:
+        if (self.rtspUrl is None) == (self.snapshotUrl is None):
+            raise ValueError("exactly one of rtspUrl and snapshotUrl is required")
+        if self.snapshotUrl is not None and self.snapshotInterval is None:
+            raise ValueError("snapshotUrl needs snapshotInterval (ms)")
+        corners = (self.cropX1, self.cropY1, self.cropX2, self.cropY2)
+        if any(c is not None for c in corners) and not all(c is not None for c in corners):
+            raise ValueError("crop needs all four of cropX1, cropY1, cropX2, cropY2, or none")
+        if all(c is not None for c in corners) and not (self.cropX2 > self.cropX1 and self.cropY2 > self.cropY1):  # type: ignore[operator]
+            raise ValueError("crop must have cropX2 > cropX1 and cropY2 > cropY1")
+        return self
+
+    @property
+    def display_id(self) -> str:
+        return split_identifier(self.subscriptionIdentifier)[0]
+
+    @property
+    def camera_id(self) -> str:
+        return split_identifier(self.subscriptionIdentifier)[1]
+
+    @property
+    def stream_url(self) -> str:
+        return self.rtspUrl or self.snapshotUrl or ""
+
+    def redacted(self) -> dict[str, Any]:
+        fields = self.model_dump(exclude_none=True)
+        for key in ("rtspUrl", "snapshotUrl", "modelUrl"):
+            if key in fields:
+                fields[key] = redact_url(fields[key])
+        return fields
+
+
+class SetSubscriptionList(_Message):
+    type: Literal["setSubscriptionList"]
+    subscriptions: list[Subscription] = Field(max_length=10_000)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SetSubscriptionList:
+        seen: set[str] = set()
+        for subscription in self.subscriptions:
+            if subscription.subscriptionIdentifier in seen:
+                raise ValueError(f"duplicate subscriptionIdentifier {subscription.subscriptionIdentifier!r}")
+            seen.add(subscription.subscriptionIdentifier)
+        return self
+
+
+class Subscribe(_Message):
+    type: Literal["subscribe"]
+    payload: Subscription
+
+
+class UnsubscribePayload(_Message):
+    subscriptionIdentifier: str
+
+    @field_validator("subscriptionIdentifier")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        split_identifier(value)
+        return value
+
+
+class Unsubscribe(_Message):
+    type: Literal["unsubscribe"]
+    payload: UnsubscribePayload
+
+
+class RequestState(_Message):
+    type: Literal["requestState"]
+
+
+class SessionPayload(_Message):
+    displayIdentifier: str = Field(min_length=1, max_length=128)
+    sessionId: int | None
+
+
+class SetSessionId(_Message):
+    type: Literal["setSessionId"]
+    payload: SessionPayload
+
+
+ProgressionStage = Literal["welcome", "car_fueling", "car_waitpayment", "car_postpayment"]
+
+
+class ProgressionPayload(_Message):
+    displayIdentifier: str = Field(min_length=1, max_length=128)
+    progressionStage: ProgressionStage | None
+
+
+class SetProgressionStage(_Message):
+    type: Literal["setProgressionStage"]
+    payload: ProgressionPayload
+
+
+class PatchResultPayload(_Message):
+    sessionId: int
+    success: bool
+    message: str = Field("", max_length=4096)
+
+
+class PatchSessionResult(_Message):
+    type: Literal["patchSessionResult"]
+    payload: PatchResultPayload
+
+
+BackendMessage = Annotated[
+    SetSubscriptionList | Subscribe | Unsubscribe | RequestState | SetSessionId | SetProgressionStage
+    | PatchSessionResult,
+    Field(discriminator="type"),
+]
+BACKEND_MESSAGE: TypeAdapter[BackendMessage] = TypeAdapter(BackendMessage)
+
+
+# ---- worker → backend ---------------------------------------------------------------------------
+
+class _Outgoing(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConnection(_Outgoing):
+    subscriptionIdentifier: str
+    modelId: int
+    modelName: str
+    online: bool
+    rtspUrl: str | None = None
+    snapshotUrl: str | None = None
+    snapshotInterval: int | None = None
+    cropX1: int | None = None
+    cropY1: int | None = None
+    cropX2: int | None = None
+    cropY2: int | None = None
+
+
+class StateReport(_Outgoing):
+    type: Literal["stateReport"] = "stateReport"
+    cpuUsage: float
+    memoryUsage: float
+    gpuUsage: float | None
+    gpuMemoryUsage: float | None
+    cameraConnections: list[CameraConnection]
+
+
+class Detection(_Outgoing):
+    carModel: str | None = None
+    carBrand: str | None = None
+    carYear: int | None = None
+    bodyType: str | None = None
+    licensePlateText: str | None = None
+    licensePlateConfidence: float | None = None
+
+
+class DetectionData(_Outgoing):
+    detection: Detection
+    modelId: int
+    modelName: str
+
+
+class ImageDetection(_Outgoing):
+    type: Literal["imageDetection"] = "imageDetection"
+    subscriptionIdentifier: str
+    timestamp: str
+    sessionId: int | None = None
+    data: DetectionData
+
+
+class CurrentCar(_Outgoing):
+    carModel: str | None = None
+    carBrand: str | None = None
+    carYear: int | None = None
+    bodyType: str | None = None
+    licensePlateText: str | None = None
+    licensePlateType: str | None = None
+
+
+class PatchData(_Outgoing):
+    currentCar: CurrentCar
+
+
+class PatchSession(_Outgoing):
+    type: Literal["patchSession"] = "patchSession"
+    sessionId: int
+    data: PatchData
+
+
+def iso_timestamp(epoch: float) -> str:
+    """``2025-07-14T12:34:56.789Z``"""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
