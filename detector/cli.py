@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from broker import commands as broker_commands
 from camera_pod.commands import mpta_cli, pipeline_cli
 from camera_pod.settings import PodSettings
 from detector.kit import logs
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     mpta_cli.add_parser(subparsers)
     pipeline_cli.add_parser(subparsers)
+    broker_commands.add_parser(subparsers)
     return parser
 
 

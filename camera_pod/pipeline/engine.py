@@ -45,6 +45,7 @@ class _Run:
 
     context: FrameContext
     session_id: str | None
+    sink: ActionSink | None
     outcomes: list[ActionOutcome] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -89,8 +90,9 @@ class PipelineEngine:
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    async def process(self, frame: Image, context: FrameContext) -> FrameResult:
-        run = _Run(context, context.session_id)
+    async def process(self, frame: Image, context: FrameContext, *, act: bool = True) -> FrameResult:
+        """Run the tree on ``frame``; with ``act=False`` nothing is written (analysis only)."""
+        run = _Run(context, context.session_id, self._sink if act else None)
         started = time.perf_counter()
         root = self._archive.config.pipeline
         try:
@@ -124,7 +126,7 @@ class PipelineEngine:
         result = NodeResult(node.modelId, "classify", classification=classification, result_field=result_field(node))
         if node.actions:
             scope = ActionScope(node.modelId, "actions", image, {}, run.values(result))
-            run.outcomes.extend(await run_actions(node.actions, scope, self._sink))
+            run.outcomes.extend(await run_actions(node.actions, scope, run.sink))
         return result
 
     def _regions(self, node: Node, detections_boxes: list[Box]) -> dict[str, Box]:
@@ -157,13 +159,13 @@ class PipelineEngine:
         await self._initial_record(node, regions, run)
         partial = NodeResult(node.modelId, "detect", detections, regions)
         scope = ActionScope(node.modelId, "actions", image, regions, run.values(partial))
-        run.outcomes.extend(await run_actions(node.actions, scope, self._sink))
+        run.outcomes.extend(await run_actions(node.actions, scope, run.sink))
         branch_results = await self._run_branches(triggered, image, regions, run, skipped)
         if node.parallelActions:
             scope.list_name = "parallelActions"
             scope.branch_values = {bid: result.fields() for bid, result in branch_results.items()}
             scope.values["session_id"] = run.session_id
-            run.outcomes.extend(await run_actions(node.parallelActions, scope, self._sink))
+            run.outcomes.extend(await run_actions(node.parallelActions, scope, run.sink))
         return NodeResult(node.modelId, "detect", detections, regions, branches=branch_results,
                           skipped_branches=skipped)
 
@@ -190,12 +192,12 @@ class PipelineEngine:
     async def _initial_record(self, node: Node, regions: Mapping[str, Box], run: _Run) -> None:
         if not (self._postgres and node.multiClass and all(cls in regions for cls in INITIAL_RECORD_CLASSES)):
             return
-        if self._sink is None:
+        if run.sink is None:
             return
         session_id = str(uuid.uuid4())
         captured = run.context.captured_at.strftime("%Y-%m-%dT%H-%M-%S")
         try:
-            await self._sink.create_initial_record(run.context.display_id, captured, session_id)
+            await run.sink.create_initial_record(run.context.display_id, captured, session_id)
             outcome = ActionOutcome(node.modelId, "initial_record", 0, "postgresql_insert", "done", session_id)
         except Exception as exc:
             log.error("initial record failed", extra={"node": node.modelId, "error": f"{type(exc).__name__}: {exc}"})

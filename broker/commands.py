@@ -1,0 +1,41 @@
+"""``detector run``: the embedded worker (broker + camera pods as local processes)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import uvicorn
+
+from broker.app import build_app
+from broker.runners.local import LocalRunner
+from broker.service import Broker
+from broker.settings import BrokerSettings
+
+
+def run_command(args: argparse.Namespace) -> int:
+    settings = BrokerSettings.load(
+        Path(args.config) if args.config else None, host=args.host, port=args.port,
+        heartbeat_interval_sec=args.heartbeat_interval_sec, target_fps=args.target_fps,
+        reconnect_interval_sec=args.reconnect_interval_sec, max_retries=args.max_retries,
+        max_streams=args.max_streams, poll_interval_ms=args.poll_interval_ms, event_mode=args.event_mode)
+    broker = Broker(settings, LocalRunner())
+    uvicorn.run(build_app(broker), host=settings.host, port=settings.port, log_config=None, access_log=False,
+                ws_max_size=16 << 20)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = subparsers.add_parser("run", help="start the embedded worker: broker + local camera pods")
+    run.add_argument("--host", help="listen address (env DETECTOR_HOST, default 0.0.0.0)")
+    run.add_argument("--port", type=int, help="listen port (env DETECTOR_PORT, default 8000)")
+    run.add_argument("--config", help="JSON file with any of the settings below")
+    run.add_argument("--heartbeat-interval-sec", type=float, dest="heartbeat_interval_sec")
+    run.add_argument("--target-fps", type=float, dest="target_fps")
+    run.add_argument("--reconnect-interval-sec", type=float, dest="reconnect_interval_sec")
+    run.add_argument("--max-retries", type=int, dest="max_retries", help="-1 = forever")
+    run.add_argument("--max-streams", type=int, dest="max_streams")
+    run.add_argument("--poll-interval-ms", type=int, dest="poll_interval_ms")
+    run.add_argument("--event-mode", choices=("visit", "frame"), dest="event_mode",
+                     help="visit: one imageDetection per vehicle visit (default); frame: the original per-frame")
+    run.set_defaults(handler=run_command)

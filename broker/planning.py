@@ -1,0 +1,41 @@
+"""From the backend's subscription list to one PodSpec per camera stream."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+from broker.protocol import Subscription
+from broker.settings import BrokerSettings
+from detector.contract.pods import CropBox, DisplaySubscription, PodSpec, StreamSpec
+
+
+def pod_name(stream_url: str) -> str:
+    """Stable, DNS-safe and credential-free: a hash of the URL, never the URL itself."""
+    return "cam-" + hashlib.sha256(stream_url.encode()).hexdigest()[:12]
+
+
+def _display(subscription: Subscription) -> DisplaySubscription:
+    crop = None
+    if subscription.cropX1 is not None:
+        crop = CropBox(x1=subscription.cropX1, y1=subscription.cropY1, x2=subscription.cropX2,
+                       y2=subscription.cropY2)
+    return DisplaySubscription(identifier=subscription.subscriptionIdentifier, model_url=subscription.modelUrl,
+                               model_id=subscription.modelId, model_name=subscription.modelName, crop=crop)
+
+
+def plan(subscriptions: list[Subscription], settings: BrokerSettings) -> dict[str, PodSpec]:
+    by_stream: dict[tuple[str, int | None], list[Subscription]] = defaultdict(list)
+    for subscription in subscriptions:
+        by_stream[(subscription.stream_url, subscription.snapshotInterval)].append(subscription)
+    specs = {}
+    for (url, interval), members in sorted(by_stream.items()):
+        name = pod_name(f"{url}|{interval}")
+        kind = "rtsp" if members[0].rtspUrl else "snapshot"
+        specs[name] = PodSpec(
+            name=name, stream=StreamSpec(url=url, kind=kind, snapshot_interval_ms=interval),
+            subscriptions=sorted((_display(member) for member in members), key=lambda d: d.identifier),
+            broker_url=settings.pod_broker_url(name), target_fps=settings.target_fps,
+            reconnect_interval_sec=settings.reconnect_interval_sec, max_retries=settings.max_retries,
+            event_mode=settings.event_mode, stable_frames=settings.stable_frames)
+    return specs

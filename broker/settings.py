@@ -1,0 +1,42 @@
+"""Broker settings: env ``DETECTOR_*`` (the original worker's names kept), a config file, or flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(8000, ge=0, le=65535)
+    public_url: str | None = Field(None, description="how pods reach the broker; default ws://127.0.0.1:<port>")
+    heartbeat_interval_sec: float = Field(2.0, gt=0)
+    backend_grace_period_sec: float = Field(300.0, ge=0, description="cameras keep running without a backend")
+    poll_interval_ms: int = Field(100, ge=1, description="seed name; snapshot default interval")
+    max_streams: int = Field(20, ge=1, description="camera streams (pods) at most")
+    target_fps: float | None = Field(None, gt=0)
+    reconnect_interval_sec: float = Field(30.0, ge=0.5)
+    max_retries: int = Field(-1, ge=-1)
+    event_mode: Literal["visit", "frame"] = "visit"
+    stable_frames: int = Field(3, ge=1)
+    max_message_bytes: int = Field(1 << 20, ge=1024)
+    runner: Literal["local", "kubernetes"] = "local"
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> BrokerSettings:
+        """Precedence: flags > environment > config file (JSON) > defaults."""
+        from_file: dict[str, Any] = json.loads(config_file.read_text()) if config_file else {}
+        environment = cls()
+        merged = {**from_file, **environment.model_dump(exclude_unset=True),
+                  **{key: value for key, value in overrides.items() if value is not None}}
+        return cls(**merged)
+
+    def pod_broker_url(self, pod: str) -> str:
+        base = self.public_url or f"ws://127.0.0.1:{self.port}"
+        return f"{base.rstrip('/')}/internal/pods/{pod}"

@@ -1,0 +1,76 @@
+"""``python -m camera_pod``: run one camera pod from a PodSpec (env DETECTOR_POD_SPEC or --spec FILE).
+
+The spec travels in the environment, not the command line: stream URLs carry credentials and the
+command line of every process is visible to every user of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from camera_pod.http_api import build_app
+from camera_pod.runtime import CameraPod
+from camera_pod.settings import PodSettings
+from detector.contract.pods import PodSpec
+from detector.kit import logs
+
+SPEC_ENV = "DETECTOR_POD_SPEC"
+
+
+def load_spec(path: str | None) -> PodSpec:
+    text = Path(path).read_text() if path else os.environ.get(SPEC_ENV, "")
+    if not text:
+        raise SystemExit(f"no pod spec: set {SPEC_ENV} or pass --spec FILE")
+    return PodSpec.model_validate_json(text)
+
+
+async def serve(spec: PodSpec, settings: PodSettings, host: str, port: int) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    pod = CameraPod(spec, settings, http_port=listener.getsockname()[1])
+    app = build_app(pod.latest_frame, pod.healthy, pod.metrics.registry)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # we own SIGTERM
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    running = asyncio.create_task(pod.run())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    running.cancel()
+    stopping.cancel()
+    outcomes = await asyncio.gather(serving, running, return_exceptions=True)
+    await pod.close()
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="camera_pod", description=__doc__)
+    parser.add_argument("--spec", help="PodSpec JSON file (default: env DETECTOR_POD_SPEC)")
+    parser.add_argument("--host", default=os.environ.get("DETECTOR_POD_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DETECTOR_POD_PORT", "0")))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    settings = PodSettings()
+    logs.configure(settings.log_level, settings.log_format)
+    asyncio.run(serve(load_spec(args.spec), settings, args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""One camera pod: a shared stream → per-display crop → pipeline → visit policy → events to the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from camera_pod.actions.services import ServiceSink
+from camera_pod.channel import BrokerChannel
+from camera_pod.metrics import PodMetrics
+from camera_pod.mpta.fetching import DownloadLimits
+from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
+from camera_pod.outbox import EventOutbox
+from camera_pod.pipeline.engine import FrameContext, PipelineEngine
+from camera_pod.pipeline.results import FrameResult
+from camera_pod.settings import PodSettings
+from camera_pod.streams.config import StreamConfig
+from camera_pod.streams.cropping import Crop
+from camera_pod.streams.frames import Frame
+from camera_pod.streams.hub import StreamHub, StreamSubscription
+from camera_pod.visits import VisitDecision, VisitTracker
+from detector.contract.pods import DetectionEvent, DisplaySubscription, PodSpec, StreamReport
+from detector.kit.errors import DetectorError
+
+log = logging.getLogger(__name__)
+STARTUP_GRACE_S = 30.0
+
+
+def stream_config(spec: PodSpec) -> StreamConfig:
+    return StreamConfig(url=spec.stream.url, kind=spec.stream.kind, target_fps=spec.target_fps,
+                        snapshot_interval_ms=spec.stream.snapshot_interval_ms or 1000,
+                        reconnect_interval_sec=spec.reconnect_interval_sec, max_retries=spec.max_retries)
+
+
+@dataclass
+class _Pipeline:
+    archive: LoadedArchive
+    engine: PipelineEngine
+    sink: ServiceSink
+
+
+@dataclass
+class CameraPod:
+    spec: PodSpec
+    settings: PodSettings
+    http_port: int = 0
+    metrics: PodMetrics = field(default_factory=PodMetrics)
+    outbox: EventOutbox = field(default_factory=EventOutbox)
+    hub: StreamHub = field(default_factory=StreamHub)
+    model_error: str | None = None
+    _started: float = field(default_factory=time.monotonic)
+    _subscriptions: list[StreamSubscription] = field(default_factory=list)
+    _pipelines: dict[str, _Pipeline] = field(default_factory=dict)
+    channel: BrokerChannel | None = None
+    store: ArchiveStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        limits = DownloadLimits(max_bytes=self.settings.max_mpta_bytes)
+        self.store = ArchiveStore(self.settings.cache_dir, download_limits=limits)
+
+    async def run(self) -> None:
+        self.channel = BrokerChannel(self.spec.broker_url, self.outbox, self.report)
+        config = stream_config(self.spec)
+        tasks = [asyncio.create_task(self.channel.run(), name="broker-channel")]
+        for display in self.spec.subscriptions:
+            crop = Crop(**display.crop.model_dump()) if display.crop else None
+            subscription = self.hub.subscribe(display.identifier, config, crop)
+            self._subscriptions.append(subscription)
+            tasks.append(asyncio.create_task(self._serve(display, subscription), name=display.identifier))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self.close()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.hub.close)
+        for pipeline in self._pipelines.values():
+            pipeline.engine.close()
+            await pipeline.sink.close()
+
+    # ---- models ---------------------------------------------------------------------------------
+
+    async def _pipeline(self, display: DisplaySubscription, store: ArchiveStore) -> _Pipeline:
+        attempt = 0
+        while True:
+            try:
+                archive = await store.load(display.model_url)
+                break
+            except DetectorError as exc:
+                attempt += 1
+                self.model_error = f"model {display.model_id}: {exc}"
+                delay = min(60.0, 2.0 * attempt)
+                log.error("cannot load model; retrying", extra={"subscription": display.identifier,
+                                                                "error": str(exc), "retry_in_s": delay})
+                await asyncio.sleep(delay)
+        self.model_error = None
+        if archive.sha256 not in self._pipelines:
+            sink = ServiceSink(archive.config, client_name=f"camera-pod-{self.spec.name}")
+            engine = PipelineEngine(archive, sink, max_workers=self.settings.inference_workers)
+            self._pipelines[archive.sha256] = _Pipeline(archive, engine, sink)
+        return self._pipelines[archive.sha256]
+
+    # ---- per display ----------------------------------------------------------------------------
+
+    async def _serve(self, display: DisplaySubscription, subscription: StreamSubscription) -> None:
+        pipeline = await self._pipeline(display, self.store)
+        visits = VisitTracker(stable_frames=self.spec.stable_frames, gap_s=self.spec.visit_gap_s)
+        display_id = display.identifier.split(";", 1)[0]
+        while True:
+            got = await subscription.next_frame_async(1.0)
+            if got is None:
+                continue
+            image = np.ascontiguousarray(got.image)
+            context = FrameContext(camera_id=display.identifier, display_id=display_id,
+                                   captured_at=datetime.fromtimestamp(got.frame.captured_at, UTC))
+            started = time.perf_counter()
+            try:
+                await self._process(display, pipeline, visits, image, context, got.frame)
+            except Exception:  # one bad frame never stops the camera
+                log.exception("pipeline failed on a frame", extra={"subscription": display.identifier})
+            self.metrics.pipeline_seconds.labels(display.identifier).observe(time.perf_counter() - started)
+
+    async def _process(self, display: DisplaySubscription, pipeline: _Pipeline, visits: VisitTracker,
+                       image: np.ndarray, context: FrameContext, frame: Frame) -> None:
+        if self.spec.event_mode == "frame":
+            result = await pipeline.engine.process(image, context)
+            self._count_failures(result)
+            fields = result.classified_fields()
+            if fields:
+                self._emit(display, fields, frame.captured_at, uuid.uuid4().hex, update=False)
+            return
+        result = await pipeline.engine.process(image, context, act=False)
+        for decision in visits.observe(result, image, frame.captured_at):
+            await self._announce(display, pipeline, context, decision)
+
+    async def _announce(self, display: DisplaySubscription, pipeline: _Pipeline, context: FrameContext,
+                        decision: VisitDecision) -> None:
+        if not decision.update:
+            best_context = FrameContext(context.camera_id, context.display_id,
+                                        datetime.fromtimestamp(decision.captured_at, UTC))
+            written = await pipeline.engine.process(decision.image, best_context)
+            self._count_failures(written)
+        self._emit(display, decision.fields, decision.captured_at, decision.visit_id, update=decision.update)
+
+    def _count_failures(self, result: FrameResult) -> None:
+        for outcome in result.failed_actions:
+            self.metrics.action_failures.labels(outcome.action_type).inc()
+
+    def _emit(self, display: DisplaySubscription, fields: dict[str, str], captured_at: float, visit: str,
+              *, update: bool) -> None:
+        event = DetectionEvent(id=uuid.uuid4().hex, subscription=display.identifier, captured_at=captured_at,
+                               fields=dict(fields), visit=visit, update=update)
+        self.outbox.add(event)
+        self.metrics.events.labels(display.identifier, "update" if update else "visit").inc()
+        log.info("detection", extra={"subscription": display.identifier, "fields": fields, "visit": visit[:8],
+                                     "update": update})
+        if self.channel is not None:
+            self.channel.nudge()
+
+    # ---- status ---------------------------------------------------------------------------------
+
+    def latest_frame(self) -> Frame | None:
+        return self._subscriptions[0].latest() if self._subscriptions else None
+
+    def report(self) -> StreamReport:
+        status = self._subscriptions[0].status() if self._subscriptions else None
+        m = self.metrics
+        if status is not None:
+            m.online.set(status.online)
+            m.fps.set(status.fps)
+            m.frames.set(status.frames)
+            m.reconnects.set(status.reconnects)
+            m.dropped.set(status.dropped_frames)
+            m.decode_errors.set(status.decode_errors)
+        m.outbox.set(len(self.outbox))
+        error = self.model_error or (status.last_error if status else None)
+        return StreamReport(online=bool(status and status.online and not self.model_error),
+                            state=status.state.value if status else "starting", fps=status.fps if status else 0.0,
+                            last_frame_at=status.last_frame_at if status else None,
+                            frames=status.frames if status else 0, reconnects=status.reconnects if status else 0,
+                            last_error=error, http_port=self.http_port)
+
+    def healthy(self) -> tuple[bool, str]:
+        status = self._subscriptions[0].status() if self._subscriptions else None
+        if status is not None and status.online:
+            return True, "frames flowing"
+        if time.monotonic() - self._started < STARTUP_GRACE_S:
+            return True, "starting"
+        return False, (status.last_error if status else None) or "no frames"
+

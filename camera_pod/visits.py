@@ -1,0 +1,96 @@
+"""Event policy: one announcement per vehicle visit, once its classification is stable."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from camera_pod.inference.detections import Box, Detections
+from camera_pod.inference.models import Image
+from camera_pod.pipeline.results import FrameResult
+from camera_pod.tracking import ObjectTracker
+
+VEHICLE_CLASS = "Car"
+
+
+@dataclass
+class Visit:
+    id: str
+    track_id: int
+    last_seen: float
+    streak_fields: dict[str, str] | None = None
+    streak: int = 0
+    announced: dict[str, str] | None = None
+    best_score: float = -1.0
+    best_image: Image | None = None
+    best_captured_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class VisitDecision:
+    visit_id: str
+    fields: dict[str, str]
+    image: Image  # the best frame of the visit so far (the one the actions write)
+    captured_at: float
+    update: bool  # the visit was announced before with other values
+
+
+def frame_score(box: Box, width: int, height: int) -> float:
+    """Largest un-truncated box wins; a box touching the frame edge counts half; confidence breaks ties."""
+    x1, y1, x2, y2 = box.xyxy
+    truncated = x1 <= 1 or y1 <= 1 or x2 >= width - 1 or y2 >= height - 1
+    return box.area * (0.5 if truncated else 1.0) + box.confidence
+
+
+@dataclass
+class VisitTracker:
+    stable_frames: int = 3
+    gap_s: float = 3.0
+    tracker: ObjectTracker = field(default_factory=ObjectTracker)
+    visits: dict[int, Visit] = field(default_factory=dict)
+
+    def observe(self, result: FrameResult, image: Image, captured_at: float,
+                now: float | None = None) -> list[VisitDecision]:
+        now = time.monotonic() if now is None else now
+        vehicle = self._main_vehicle(result, image)
+        self._forget_departed(now)
+        if vehicle is None:
+            return []
+        visit = self.visits.get(vehicle.track_id or 0)
+        if visit is None:
+            visit = self.visits[vehicle.track_id or 0] = Visit(uuid.uuid4().hex, vehicle.track_id or 0, now)
+        visit.last_seen = now
+        score = frame_score(vehicle, image.shape[1], image.shape[0])
+        if score > visit.best_score:
+            visit.best_score, visit.best_image, visit.best_captured_at = score, image.copy(), captured_at
+        return self._decide(visit, result.classified_fields() if result.status == "detected" else {})
+
+    def _main_vehicle(self, result: FrameResult, image: Image) -> Box | None:
+        root = result.root
+        if root is None or root.detections is None:
+            self.tracker.update(Detections.empty(()), image)
+            return None
+        detections = root.detections
+        if VEHICLE_CLASS in detections.names:
+            detections = detections.filter(detections.class_id == detections.names.index(VEHICLE_CLASS))
+        tracked = self.tracker.update(detections, image).boxes()
+        return max(tracked, key=lambda box: box.area, default=None)
+
+    def _decide(self, visit: Visit, fields: dict[str, str]) -> list[VisitDecision]:
+        if not fields:
+            return []
+        if fields == visit.streak_fields:
+            visit.streak += 1
+        else:
+            visit.streak_fields, visit.streak = fields, 1
+        if visit.streak < self.stable_frames or fields == visit.announced or visit.best_image is None:
+            return []
+        update = visit.announced is not None
+        visit.announced = dict(fields)
+        return [VisitDecision(visit.id, dict(fields), visit.best_image, visit.best_captured_at, update)]
+
+    def _forget_departed(self, now: float) -> None:
+        for track_id in [t for t, visit in self.visits.items() if now - visit.last_seen > self.gap_s]:
+            del self.visits[track_id]
+

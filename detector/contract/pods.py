@@ -1,0 +1,93 @@
+"""What a camera pod is asked to run, and the messages it exchanges with the broker."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CropBox(_Closed):
+    x1: int = Field(ge=0)
+    y1: int = Field(ge=0)
+    x2: int = Field(ge=1)
+    y2: int = Field(ge=1)
+
+
+class DisplaySubscription(_Closed):
+    """One display's view of the camera: its own crop, model and events."""
+
+    identifier: str
+    model_url: str
+    model_id: int
+    model_name: str
+    crop: CropBox | None = None
+
+
+class StreamSpec(_Closed):
+    url: str
+    kind: Literal["rtsp", "snapshot", "file"]
+    snapshot_interval_ms: int | None = None
+
+
+class PodSpec(_Closed):
+    """Everything one camera pod needs; a change of any field replaces the pod."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    stream: StreamSpec
+    subscriptions: list[DisplaySubscription] = Field(min_length=1)
+    broker_url: str = Field(description="ws://host:port/internal/pods/<name>")
+    target_fps: float | None = None
+    reconnect_interval_sec: float = 30.0
+    max_retries: int = -1
+    event_mode: Literal["visit", "frame"] = "visit"
+    stable_frames: int = Field(3, ge=1)
+    visit_gap_s: float = Field(3.0, gt=0, description="a car unseen this long has left")
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+# ---- pod → broker ---------------------------------------------------------------------------------
+
+class DetectionEvent(_Closed):
+    kind: Literal["detection"] = "detection"
+    id: str = Field(min_length=1, max_length=64)
+    subscription: str
+    captured_at: float
+    fields: dict[str, str | None] = Field(description="classifier results: brand, body_type, ...")
+    visit: str = Field(description="one id per vehicle visit")
+    update: bool = Field(False, description="a better result for a visit already announced")
+
+
+class StreamReport(_Closed):
+    kind: Literal["status"] = "status"
+    online: bool
+    state: str
+    fps: float
+    last_frame_at: float | None
+    frames: int
+    reconnects: int
+    last_error: str | None
+    http_port: int
+
+
+PodMessage = Annotated[DetectionEvent | StreamReport, Field(discriminator="kind")]
+POD_MESSAGE: TypeAdapter[PodMessage] = TypeAdapter(PodMessage)
+
+
+# ---- broker → pod ---------------------------------------------------------------------------------
+
+class Ack(_Closed):
+    """The broker has taken these events over (sent to the backend or queued for it)."""
+
+    kind: Literal["ack"] = "ack"
+    ids: list[str]
+
+
+BROKER_MESSAGE: TypeAdapter[Ack] = TypeAdapter(Ack)

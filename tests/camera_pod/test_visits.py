@@ -1,0 +1,77 @@
+"""The event policy: one announcement per vehicle visit, once classification is stable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from camera_pod.inference.detections import Box, Classification, Detections
+from camera_pod.pipeline.results import FrameResult, NodeResult
+from camera_pod.visits import VisitDecision, VisitTracker, frame_score
+
+NAMES = ("Car", "Frontal")
+IMAGE = np.zeros((480, 640, 3), np.uint8)
+
+
+def frame(x: int | None, brand: str | None = "Toyota", body: str = "Sedan") -> FrameResult:
+    if x is None:
+        return FrameResult("nothing", NodeResult("det", "detect", Detections.empty(NAMES), {}))
+    car = Box("Car", 0.9, (x, 200, x + 200, 320))
+    detections = Detections(np.array([car.xyxy], np.float32), np.array([0.9], np.float32), np.array([0]), NAMES)
+    branches = {}
+    if brand is not None:
+        branches = {"brand_cls": NodeResult("brand_cls", "classify", result_field="brand",
+                                            classification=_classification(brand)),
+                    "body_cls": NodeResult("body_cls", "classify", result_field="body_type",
+                                           classification=_classification(body))}
+    root = NodeResult("det", "detect", detections, {"Car": car}, branches=branches)
+    return FrameResult("detected", root)
+
+
+def _classification(name: str) -> Classification:
+    return Classification(name, 0.9)
+
+
+def feed(tracker: VisitTracker, frames: list[FrameResult], start: float = 0.0,
+         step: float = 0.1) -> list[VisitDecision]:
+    decisions = []
+    for index, result in enumerate(frames):
+        decisions.extend(tracker.observe(result, IMAGE, captured_at=start + index * step, now=start + index * step))
+    return decisions
+
+
+def test_one_announcement_per_visit_after_stable_frames() -> None:
+    tracker = VisitTracker(stable_frames=3)
+    decisions = feed(tracker, [frame(100 + i) for i in range(20)])
+    assert len(decisions) == 1
+    assert decisions[0].fields == {"brand": "Toyota", "body_type": "Sedan"}
+    assert not decisions[0].update
+
+
+def test_unstable_classification_is_not_announced() -> None:
+    flicker = [frame(100 + i, brand="Toyota" if i % 2 else "Honda") for i in range(10)]
+    assert feed(VisitTracker(stable_frames=3), flicker) == []
+
+
+def test_a_better_stable_result_is_an_update_of_the_same_visit() -> None:
+    tracker = VisitTracker(stable_frames=3)
+    frames = [frame(100 + i, body="SUV") for i in range(4)] + [frame(104 + i, body="Sedan") for i in range(4)]
+    decisions = feed(tracker, frames)
+    assert [d.fields["body_type"] for d in decisions] == ["SUV", "Sedan"]
+    assert [d.update for d in decisions] == [False, True]
+    assert decisions[0].visit_id == decisions[1].visit_id
+
+
+def test_the_next_car_after_a_gap_is_a_new_visit() -> None:
+    tracker = VisitTracker(stable_frames=2, gap_s=1.0)
+    first = feed(tracker, [frame(100 + i) for i in range(5)], start=0.0)
+    empty = feed(tracker, [frame(None) for _ in range(40)], start=1.0)
+    second = feed(tracker, [frame(300 + i, brand="Ford", body="Pickup") for i in range(5)], start=6.0)
+    assert len(first) == 1 and empty == [] and len(second) == 1
+    assert first[0].visit_id != second[0].visit_id
+    assert second[0].fields == {"brand": "Ford", "body_type": "Pickup"}
+
+
+def test_best_frame_prefers_large_untruncated_boxes() -> None:
+    whole = Box("Car", 0.5, (100, 100, 300, 200))
+    bigger_but_cut = Box("Car", 0.9, (0, 100, 260, 200))
+    assert frame_score(whole, 640, 480) > frame_score(bigger_but_cut, 640, 480)
