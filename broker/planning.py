@@ -37,5 +37,6 @@ def plan(subscriptions: list[Subscription], settings: BrokerSettings) -> dict[st
             subscriptions=sorted((_display(member) for member in members), key=lambda d: d.identifier),
             broker_url=settings.pod_broker_url(name), target_fps=settings.target_fps,
             reconnect_interval_sec=settings.reconnect_interval_sec, max_retries=settings.max_retries,
-            event_mode=settings.event_mode, stable_frames=settings.stable_frames)
+            event_mode=settings.event_mode, stable_frames=settings.stable_frames,
+            visit_gap_s=settings.visit_gap_sec)
     return specs

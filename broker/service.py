@@ -113,17 +113,21 @@ class Broker:
             log.info("event for a subscription that is gone; dropped", extra={"subscription": event.subscription})
             return
         display = self.displays.setdefault(subscription.display_id, DisplayState())
-        if display.session_id is not None:
-            if display.announced == event.fields and not event.update:
-                return  # the same car during an active session is not re-announced
-            if display.announced is not None:
-                current = protocol.CurrentCar(**detection_from_fields(event.fields).model_dump(
-                    exclude={"licensePlateConfidence"}))
-                await self.send(protocol.PatchSession(sessionId=display.session_id,
-                                                      data=protocol.PatchData(currentCar=current)).model_dump(
-                    mode="json", exclude_none=True))
-                display.announced = dict(event.fields)
-                return
+        if event.update and display.session_id is not None:
+            # The car was announced and the backend opened a session for it: patch the session.
+            current = protocol.CurrentCar(**detection_from_fields(event.fields).model_dump(
+                exclude={"licensePlateConfidence"}))
+            await self.send(protocol.PatchSession(sessionId=display.session_id,
+                                                  data=protocol.PatchData(currentCar=current)).model_dump(
+                mode="json", exclude_none=True))
+            display.announced = dict(event.fields)
+            return
+        if event.update:
+            log.info("improved result for a visit already announced; no session to patch",
+                     extra={"subscription": event.subscription, "fields": event.fields})
+            return
+        if display.session_id is not None and display.announced == event.fields:
+            return  # the same car during an active session is not re-announced
         display.announced = dict(event.fields)
         message = protocol.ImageDetection(
             subscriptionIdentifier=event.subscription, timestamp=protocol.iso_timestamp(event.captured_at),
@@ -143,9 +147,9 @@ class Broker:
                 return
             try:
                 await self.backend.send_json(message)
-            except Exception as exc:
-                log.warning("backend send failed; keeping the message", extra={"error": str(exc)})
+            except Exception as exc:  # the socket closed under us; the receive side will notice
                 if message.get("type") != "stateReport":
+                    log.warning("backend send failed; keeping the message", extra={"error": repr(exc)})
                     self.undelivered.append(message)
 
     async def flush_undelivered(self) -> None:

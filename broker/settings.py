@@ -24,7 +24,8 @@ class BrokerSettings(BaseSettings):
     reconnect_interval_sec: float = Field(30.0, ge=0.5)
     max_retries: int = Field(-1, ge=-1)
     event_mode: Literal["visit", "frame"] = "visit"
-    stable_frames: int = Field(3, ge=1)
+    stable_frames: int = Field(3, ge=1, description="consistent frames before a visit is announced")
+    visit_gap_sec: float = Field(0.7, gt=0, description="no vehicle this long ends a visit")
     max_message_bytes: int = Field(1 << 20, ge=1024)
     runner: Literal["local", "kubernetes"] = "local"
 

@@ -68,11 +68,13 @@ class CameraPod:
         self.channel = BrokerChannel(self.spec.broker_url, self.outbox, self.report)
         config = stream_config(self.spec)
         tasks = [asyncio.create_task(self.channel.run(), name="broker-channel")]
-        for display in self.spec.subscriptions:
+        # Models first: frames decoded while a model loads would only be dropped.
+        pipelines = [await self._pipeline(display, self.store) for display in self.spec.subscriptions]
+        for display, pipeline in zip(self.spec.subscriptions, pipelines, strict=True):
             crop = Crop(**display.crop.model_dump()) if display.crop else None
             subscription = self.hub.subscribe(display.identifier, config, crop)
             self._subscriptions.append(subscription)
-            tasks.append(asyncio.create_task(self._serve(display, subscription), name=display.identifier))
+            tasks.append(asyncio.create_task(self._serve(display, subscription, pipeline), name=display.identifier))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -110,8 +112,8 @@ class CameraPod:
 
     # ---- per display ----------------------------------------------------------------------------
 
-    async def _serve(self, display: DisplaySubscription, subscription: StreamSubscription) -> None:
-        pipeline = await self._pipeline(display, self.store)
+    async def _serve(self, display: DisplaySubscription, subscription: StreamSubscription,
+                     pipeline: _Pipeline) -> None:
         visits = VisitTracker(stable_frames=self.spec.stable_frames, gap_s=self.spec.visit_gap_s)
         display_id = display.identifier.split(";", 1)[0]
         while True:

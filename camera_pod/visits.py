@@ -36,25 +36,28 @@ class VisitDecision:
     update: bool  # the visit was announced before with other values
 
 
+def is_truncated(box: Box, width: int, height: int, margin: int = 2) -> bool:
+    x1, y1, x2, y2 = box.xyxy
+    return x1 <= margin or y1 <= margin or x2 >= width - margin or y2 >= height - margin
+
+
 def frame_score(box: Box, width: int, height: int) -> float:
     """Largest un-truncated box wins; a box touching the frame edge counts half; confidence breaks ties."""
-    x1, y1, x2, y2 = box.xyxy
-    truncated = x1 <= 1 or y1 <= 1 or x2 >= width - 1 or y2 >= height - 1
-    return box.area * (0.5 if truncated else 1.0) + box.confidence
+    return box.area * (0.5 if is_truncated(box, width, height) else 1.0) + box.confidence
 
 
 @dataclass
 class VisitTracker:
     stable_frames: int = 3
-    gap_s: float = 3.0
+    gap_s: float = 0.7
     tracker: ObjectTracker = field(default_factory=ObjectTracker)
     visits: dict[int, Visit] = field(default_factory=dict)
 
     def observe(self, result: FrameResult, image: Image, captured_at: float,
                 now: float | None = None) -> list[VisitDecision]:
         now = time.monotonic() if now is None else now
-        vehicle = self._main_vehicle(result, image)
         self._forget_departed(now)
+        vehicle = self._main_vehicle(result, image)
         if vehicle is None:
             return []
         visit = self.visits.get(vehicle.track_id or 0)
@@ -64,6 +67,8 @@ class VisitTracker:
         score = frame_score(vehicle, image.shape[1], image.shape[0])
         if score > visit.best_score:
             visit.best_score, visit.best_image, visit.best_captured_at = score, image.copy(), captured_at
+        if is_truncated(vehicle, image.shape[1], image.shape[0]):
+            return []  # a car half in view is classified from half a car: wait until it is whole
         return self._decide(visit, result.classified_fields() if result.status == "detected" else {})
 
     def _main_vehicle(self, result: FrameResult, image: Image) -> Box | None:
@@ -91,6 +96,10 @@ class VisitTracker:
         return [VisitDecision(visit.id, dict(fields), visit.best_image, visit.best_captured_at, update)]
 
     def _forget_departed(self, now: float) -> None:
-        for track_id in [t for t, visit in self.visits.items() if now - visit.last_seen > self.gap_s]:
+        departed = [t for t, visit in self.visits.items() if now - visit.last_seen > self.gap_s]
+        for track_id in departed:
             del self.visits[track_id]
+        if departed and not self.visits:
+            # The tracker would re-find an old track id for the next car; a visit is over, so is its track.
+            self.tracker = ObjectTracker()
 

@@ -7,6 +7,7 @@ import os
 import sys
 
 from broker import commands as broker_commands
+from broker import protocol_check
 from camera_pod.commands import mpta_cli, pipeline_cli
 from camera_pod.settings import PodSettings
 from detector.kit import logs
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     mpta_cli.add_parser(subparsers)
     pipeline_cli.add_parser(subparsers)
     broker_commands.add_parser(subparsers)
+    protocol_check.add_parser(subparsers)
     return parser
 
 

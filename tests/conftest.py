@@ -17,7 +17,8 @@ import redis
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
-FIXTURE_MPTA = FIXTURES / "gas_station.mpta"
+# DETECTOR_TEST_MPTA runs the suite against another archive with the same classes.
+FIXTURE_MPTA = Path(os.environ.get("DETECTOR_TEST_MPTA", FIXTURES / "gas_station.mpta"))
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_DSN = "host=127.0.0.1 port=5432 dbname=test user=root"
 

@@ -29,6 +29,7 @@ def describe(index: int, result: FrameResult) -> str:
     boxes = " ".join(f"{name} {box.confidence:.2f}" for name, box in (root.regions.items() if root else []))
     fields = " ".join(f"{key}={value}" for key, value in result.classified_fields().items())
     done = sum(outcome.status == "done" for outcome in result.actions)
+    skipped = sum(outcome.status == "skipped" for outcome in result.actions)
     failed = len(result.failed_actions)
     parts = [f"frame {index:5d}", f"{result.status:10s}", boxes, fields]
     if result.session_id:
@@ -36,7 +37,7 @@ def describe(index: int, result: FrameResult) -> str:
     if result.reason:
         parts.append(f"({result.reason})")
     if result.actions:
-        parts.append(f"actions {done} done, {failed} failed")
+        parts.append(f"actions {done} done, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     parts.append(f"{result.timings_ms.get('total', 0):.0f} ms")
     return "  ".join(part for part in parts if part)
 

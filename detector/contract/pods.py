@@ -47,7 +47,7 @@ class PodSpec(_Closed):
     max_retries: int = -1
     event_mode: Literal["visit", "frame"] = "visit"
     stable_frames: int = Field(3, ge=1)
-    visit_gap_s: float = Field(3.0, gt=0, description="a car unseen this long has left")
+    visit_gap_s: float = Field(0.7, gt=0, description="a car unseen this long has left; the next is a new visit")
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]

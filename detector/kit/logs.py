@@ -13,7 +13,8 @@ from detector.kit.redaction import redact_text
 LogFormat = Literal["json", "text"]
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is structured context.
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "color_message"}  # uvicorn adds color_message: a duplicate with ANSI codes
 
 
 def _context(record: logging.LogRecord) -> dict[str, Any]:

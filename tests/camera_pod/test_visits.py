@@ -75,3 +75,11 @@ def test_best_frame_prefers_large_untruncated_boxes() -> None:
     whole = Box("Car", 0.5, (100, 100, 300, 200))
     bigger_but_cut = Box("Car", 0.9, (0, 100, 260, 200))
     assert frame_score(whole, 640, 480) > frame_score(bigger_but_cut, 640, 480)
+
+
+def test_a_car_cut_by_the_frame_edge_is_not_classified_yet() -> None:
+    tracker = VisitTracker(stable_frames=2)
+    entering = [frame(0, body="Sedan") for _ in range(5)]  # x1 = 0: half outside the frame
+    assert feed(tracker, entering) == []
+    whole = feed(tracker, [frame(50 + i, body="Pickup") for i in range(3)], start=0.5)
+    assert [d.fields["body_type"] for d in whole] == ["Pickup"]

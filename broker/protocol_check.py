@@ -1,0 +1,147 @@
+"""``detector protocol-test``: walk the spec's typical flow against any worker, one PASS/FAIL per step."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import websockets
+
+Message = dict[str, Any]
+
+
+@dataclass
+class FlowClient:
+    socket: websockets.ClientConnection
+    inbox: list[Message] = field(default_factory=list)
+
+    async def send(self, message: Message) -> None:
+        await self.socket.send(json.dumps(message))
+
+    async def wait_for(self, predicate: Callable[[Message], bool], timeout: float) -> Message:
+        deadline = time.monotonic() + timeout
+        while True:
+            for message in self.inbox:
+                if predicate(message):
+                    self.inbox.remove(message)
+                    return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no matching message")
+            raw = await asyncio.wait_for(self.socket.recv(), remaining)
+            self.inbox.append(json.loads(raw))
+
+
+def _report_lists(identifier: str, online: bool | None = None) -> Callable[[Message], bool]:
+    def matches(message: Message) -> bool:
+        if message.get("type") != "stateReport":
+            return False
+        cameras = {c["subscriptionIdentifier"]: c for c in message.get("cameraConnections", [])}
+        if online is None:
+            return identifier not in cameras
+        return identifier in cameras and cameras[identifier]["online"] is online
+    return matches
+
+
+async def walk(url: str, subscription: Message, timeout: float, report: Callable[[str, bool, str], None]) -> bool:
+    identifier = subscription["subscriptionIdentifier"]
+    display = identifier.split(";")[0]
+    results: list[bool] = []
+
+    async def step(name: str, action: Callable[[], Awaitable[str]]) -> None:
+        try:
+            detail = await action()
+            results.append(True)
+            report(name, True, detail)
+        except Exception as exc:
+            results.append(False)
+            report(name, False, f"{type(exc).__name__}: {exc}")
+
+    async with websockets.connect(url, open_timeout=timeout, max_size=16 << 20) as socket:
+        client = FlowClient(socket)
+
+        async def heartbeat() -> str:
+            started = time.monotonic()
+            await client.wait_for(lambda m: m.get("type") == "stateReport", 3)
+            return f"first stateReport after {time.monotonic() - started:.1f} s"
+
+        async def subscribe() -> str:
+            await client.send({"type": "setSubscriptionList", "subscriptions": [subscription]})
+            await client.wait_for(_report_lists(identifier, online=True), timeout)
+            return f"{identifier} online"
+
+        async def request_state() -> str:
+            await client.send({"type": "requestState"})
+            await client.wait_for(lambda m: m.get("type") == "stateReport", 3)
+            return "stateReport answered"
+
+        async def image() -> str:
+            http_url = url.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
+            async with httpx.AsyncClient(timeout=10) as http:
+                response = await http.get(f"{http_url}/camera/{identifier.replace(';', '%3B')}/image")
+            if response.status_code != 200 or response.headers.get("content-type") != "image/jpeg":
+                raise AssertionError(f"HTTP {response.status_code} {response.headers.get('content-type')}")
+            return f"{len(response.content)} bytes of JPEG"
+
+        async def session() -> str:
+            for message in ({"type": "setSessionId", "payload": {"displayIdentifier": display, "sessionId": 4242}},
+                            {"type": "setProgressionStage", "payload": {"displayIdentifier": display,
+                                                                        "progressionStage": "car_fueling"}},
+                            {"type": "setSessionId", "payload": {"displayIdentifier": display, "sessionId": None}}):
+                await client.send(message)
+            await client.send({"type": "requestState"})
+            await client.wait_for(_report_lists(identifier, online=True), 5)
+            return "session set, stage set, session cleared; worker still answering"
+
+        async def garbage() -> str:
+            await client.send({"type": "noSuchMessage"})
+            await socket.send("{not json")
+            await client.send({"type": "requestState"})
+            await client.wait_for(lambda m: m.get("type") == "stateReport", 5)
+            return "bad messages ignored, connection kept"
+
+        async def unsubscribe() -> str:
+            await client.send({"type": "setSubscriptionList", "subscriptions": []})
+            await client.wait_for(_report_lists(identifier, online=None), timeout)
+            return f"{identifier} no longer reported"
+
+        for name, action in (("heartbeat", heartbeat), ("subscribe", subscribe), ("requestState", request_state),
+                             ("image", image), ("session", session), ("bad input", garbage),
+                             ("unsubscribe", unsubscribe)):
+            await step(name, action)
+    return all(results)
+
+
+def protocol_test_command(args: argparse.Namespace) -> int:
+    subscription = {"subscriptionIdentifier": args.subscription, "modelUrl": args.model_url, "modelId": 1,
+                    "modelName": "protocol-test"}
+    if args.rtsp_url:
+        subscription["rtspUrl"] = args.rtsp_url
+    else:
+        subscription.update(snapshotUrl=args.snapshot_url, snapshotInterval=args.snapshot_interval)
+
+    def report(name: str, ok: bool, detail: str) -> None:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:14s} {detail}", flush=True)
+
+    passed = asyncio.run(walk(args.url, subscription, args.timeout, report))
+    print("all steps passed" if passed else "some steps failed")
+    return 0 if passed else 1
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = subparsers.add_parser("protocol-test", help="walk the backend protocol against a running worker")
+    check.add_argument("--url", default="ws://127.0.0.1:8000/", help="the worker's WebSocket URL")
+    check.add_argument("--model-url", required=True, help=".mpta URL or path the worker can load")
+    camera = check.add_mutually_exclusive_group(required=True)
+    camera.add_argument("--rtsp-url")
+    camera.add_argument("--snapshot-url")
+    check.add_argument("--snapshot-interval", type=int, default=500, help="ms")
+    check.add_argument("--subscription", default="protocol-test;cam-1")
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a camera to go online")
+    check.set_defaults(handler=protocol_test_command)

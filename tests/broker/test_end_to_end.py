@@ -1,0 +1,219 @@
+"""The embedded worker as a user runs it: ``detector run`` + a backend WebSocket client, real everything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import psutil
+import psycopg
+import pytest
+import redis
+import websockets
+
+from tests.conftest import FIXTURES, POSTGRES_DSN, REDIS_URL
+from tests.support import snapshot_server
+from tests.support.servers import RtspServer, free_port
+from tests.support.snapshot_server import SnapshotCamera
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+VIDEO = FIXTURES / "media" / "cars.mp4"
+VISITS = [(v["brand"], v["body_type"]) for v in json.loads((FIXTURES / "media" / "cars.json").read_text())["visits"]]
+DISPLAYS = ("display-e2e-1", "display-e2e-2")
+
+
+class Worker:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        environment = {**os.environ, "DETECTOR_CACHE_DIR": str(tmp / "cache"), "YOLO_OFFLINE": "1"}
+        self.log = tmp / "worker.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "detector.cli", "run", "--host", "127.0.0.1",
+                                             "--port", str(self.port), "--heartbeat-interval-sec", "1"],
+                                            env=environment, stdout=subprocess.DEVNULL, stderr=log)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def pods(self) -> list[psutil.Process]:
+        try:
+            return [p for p in psutil.Process(self.process.pid).children() if "camera_pod" in " ".join(p.cmdline())]
+        except psutil.NoSuchProcess:
+            return []
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise AssertionError("worker did not start:\n" + self.log.read_text()[-3000:])
+
+    def stop(self) -> list[psutil.Process]:
+        pods = self.pods()
+        self.process.terminate()
+        self.process.wait(30)
+        return pods
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Worker]:
+    running = Worker(tmp_path)
+    running.wait_ready()
+    yield running
+    orphans = [p for p in running.stop() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert orphans == [], "camera pods outlived the worker"
+
+
+@pytest.fixture
+def camera_servers() -> Iterator[tuple[RtspServer, SnapshotCamera]]:
+    rtsp = RtspServer(VIDEO).start()
+    snapshots = SnapshotCamera()
+    http_server = snapshot_server.start(snapshots)
+    yield rtsp, snapshots
+    rtsp.stop()
+    http_server.shutdown()
+
+
+@pytest.fixture
+def clean_outputs() -> Iterator[None]:
+    def clean() -> None:
+        client = redis.Redis.from_url(REDIS_URL)
+        for display in DISPLAYS:
+            for key in client.scan_iter(f"inference:{display}:*"):
+                client.delete(key)
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
+            if _table_exists(connection):
+                connection.execute("DELETE FROM gas_station_1.car_frontal_info WHERE display_id = ANY(%s)",
+                                   (list(DISPLAYS),))
+    clean()
+    yield
+
+
+def _table_exists(connection: psycopg.Connection[Any]) -> bool:
+    row = connection.execute("SELECT to_regclass('gas_station_1.car_frontal_info')").fetchone()
+    return row is not None and row[0] is not None
+
+
+class Backend:
+    def __init__(self, socket: websockets.ClientConnection) -> None:
+        self.socket = socket
+        self.received: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.socket:
+            self.received.append(json.loads(raw))
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.socket.send(json.dumps(message))
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.received if m.get("type") == kind]
+
+    async def until(self, predicate: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; last messages: {self.received[-3:]}")
+            await asyncio.sleep(0.1)
+
+    def online(self) -> dict[str, bool]:
+        reports = self.of_type("stateReport")
+        return {c["subscriptionIdentifier"]: c["online"] for c in reports[-1]["cameraConnections"]} if reports else {}
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Any]:
+    opened: list[websockets.ClientConnection] = []
+
+    async def open_backend(url: str) -> Backend:
+        socket = await websockets.connect(url, max_size=16 << 20)
+        opened.append(socket)
+        return Backend(socket)
+
+    yield open_backend
+    for socket in opened:
+        await socket.close()
+
+
+def subscriptions(rtsp: RtspServer, snapshots: SnapshotCamera, mpta: Path) -> list[dict[str, Any]]:
+    common = {"modelUrl": str(mpta), "modelId": 42, "modelName": "gas-station"}
+    return [
+        {"subscriptionIdentifier": f"{DISPLAYS[0]};cam-001", "rtspUrl": rtsp.url, **common,
+         "cropX1": 100, "cropY1": 80, "cropX2": 560, "cropY2": 400},
+        {"subscriptionIdentifier": f"{DISPLAYS[1]};cam-001", "rtspUrl": rtsp.url, **common,
+         "cropX1": 40, "cropY1": 30, "cropX2": 620, "cropY2": 460},
+        {"subscriptionIdentifier": "display-e2e-3;cam-002", "snapshotUrl": snapshots.url("/open"),
+         "snapshotInterval": 500, **common},
+    ]
+
+
+async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path,
+                         connect: Any, clean_outputs: None) -> None:
+    rtsp, snapshots = camera_servers
+    started = time.monotonic()
+    backend = await connect(worker.url)
+    await backend.until(lambda: backend.of_type("stateReport"), 2)
+    assert time.monotonic() - started < 2
+
+    await backend.send({"type": "setSubscriptionList", "subscriptions": subscriptions(rtsp, snapshots, fixture_mpta)})
+    await backend.until(lambda: len(backend.online()) == 3 and all(backend.online().values()), 60)
+    assert len(worker.pods()) == 2, "one pod per camera stream"
+    assert rtsp.clients == 1, "two displays of one camera share one RTSP connection"
+
+    def detections(display: str) -> list[dict[str, Any]]:
+        return [m for m in backend.of_type("imageDetection") if m["subscriptionIdentifier"].startswith(display)]
+
+    await backend.until(lambda: len(detections(DISPLAYS[0])) >= 1, 60)
+    await backend.send({"type": "setSessionId", "payload": {"displayIdentifier": DISPLAYS[0], "sessionId": 777}})
+    await backend.until(lambda: all(len(detections(d)) >= len(VISITS) for d in DISPLAYS), 90)
+
+    for display in DISPLAYS:
+        seen = [(m["data"]["detection"]["carBrand"], m["data"]["detection"]["bodyType"])
+                for m in detections(display)][: len(VISITS)]
+        assert seen == VISITS, f"{display}: one imageDetection per visit, in order"
+        assert all(m["data"]["modelId"] == 42 for m in detections(display))
+    assert detections(DISPLAYS[0])[0].get("sessionId") is None
+    assert detections(DISPLAYS[0])[1]["sessionId"] == 777
+    assert detections(DISPLAYS[1])[1].get("sessionId") is None
+
+    client = redis.Redis.from_url(REDIS_URL)
+    assert len(list(client.scan_iter(f"inference:{DISPLAYS[0]}:*"))) >= len(VISITS)
+    with psycopg.connect(POSTGRES_DSN) as connection:
+        rows = connection.execute("SELECT car_brand, car_body_type FROM gas_station_1.car_frontal_info "
+                                  "WHERE display_id = %s ORDER BY created_at", (DISPLAYS[0],)).fetchall()
+    assert [tuple(row) for row in rows][: len(VISITS)] == VISITS
+
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{worker.port}/camera/{DISPLAYS[0]}%3Bcam-001/image")
+        missing = await http.get(f"http://127.0.0.1:{worker.port}/camera/nobody%3Bcam-9/image")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    image = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (480, 640, 3), "the full, uncropped frame"
+    assert missing.status_code == 404
+
+    pods_before = {p.pid for p in worker.pods()}
+    await backend.socket.close()
+    backend = await connect(worker.url)
+    await backend.until(lambda: len(backend.online()) == 3, 5)
+    assert {p.pid for p in worker.pods()} == pods_before, "a reconnect within the grace period restarts nothing"
+
+    await backend.send({"type": "setSubscriptionList", "subscriptions":
+                        subscriptions(rtsp, snapshots, fixture_mpta)[2:]})
+    await backend.until(lambda: set(backend.online()) == {"display-e2e-3;cam-002"}, 15)
+    await backend.until(lambda: len(worker.pods()) == 1, 15)
+    assert {p.pid for p in worker.pods()} < pods_before, "only the RTSP camera's pod stopped, no new pod"
