@@ -55,7 +55,10 @@ def build_app(broker: Broker) -> FastAPI:
         try:
             while True:
                 raw = await socket.receive_text()
-                await _handle_backend_text(broker, raw)
+                try:
+                    await _handle_backend_text(broker, raw)
+                except Exception:  # the last line of defence: one message never ends the connection
+                    log.exception("unexpected failure on a backend message; ignored")
         except WebSocketDisconnect:
             pass
         finally:
@@ -129,6 +132,6 @@ async def _handle_backend_text(broker: Broker, raw: str) -> None:
 def _message_type(raw: str) -> str:
     try:
         document = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "(not JSON)"
     return str(document.get("type"))[:64] if isinstance(document, dict) else f"({type(document).__name__})"

@@ -217,3 +217,69 @@ async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, Snaps
     await backend.until(lambda: set(backend.online()) == {"display-e2e-3;cam-002"}, 15)
     await backend.until(lambda: len(worker.pods()) == 1, 15)
     assert {p.pid for p in worker.pods()} < pods_before, "only the RTSP camera's pod stopped, no new pod"
+
+
+HOSTILE: list[str] = [
+    "{not json", "[]", "null", "42", '"string"', "{}", '{"type": null}', '{"type": 7}', '{"type": "noSuchType"}',
+    '{"type": "setSubscriptionList"}', '{"type": "setSubscriptionList", "subscriptions": {}}',
+    '{"type": "setSubscriptionList", "subscriptions": [1]}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "nosemicolon", "rtspUrl": "rtsp://a/b",'
+    ' "modelUrl": "x", "modelId": 1, "modelName": "m"}}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "a;b;c", "rtspUrl": "rtsp://a/b",'
+    ' "modelUrl": "x", "modelId": 1, "modelName": "m"}}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "a;b", "modelUrl": "x", "modelId": 1,'
+    ' "modelName": "m"}}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "a;b", "rtspUrl": "rtsp://a/b",'
+    ' "snapshotUrl": "http://a/b", "snapshotInterval": 100, "modelUrl": "x", "modelId": 1, "modelName": "m"}}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "a;b", "rtspUrl": "rtsp://a/b",'
+    ' "cropX1": 1, "modelUrl": "x", "modelId": 1, "modelName": "m"}}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "a;b", "rtspUrl": "file:///etc/passwd",'
+    ' "modelUrl": "x", "modelId": 1, "modelName": "m"}}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "a;b", "rtspUrl": "rtsp://a/b",'
+    ' "modelUrl": "x", "modelId": "one", "modelName": "m"}}',
+    '{"type": "subscribe", "payload": {"subscriptionIdentifier": "a;b", "rtspUrl": "rtsp://a/b",'
+    ' "modelUrl": "x", "modelId": -3, "modelName": "m"}}',
+    '{"type": "subscribe"}', '{"type": "subscribe", "payload": []}', '{"type": "unsubscribe", "payload": {}}',
+    '{"type": "unsubscribe", "payload": {"subscriptionIdentifier": ";"}}',
+    '{"type": "setSessionId", "payload": {"displayIdentifier": "d", "sessionId": "x"}}',
+    '{"type": "setSessionId", "payload": {"sessionId": 1}}',
+    '{"type": "setProgressionStage", "payload": {"displayIdentifier": "d", "progressionStage": "flying"}}',
+    '{"type": "patchSessionResult", "payload": {"sessionId": "a", "success": "maybe"}}',
+    '{"type": "requestState", "payload": ' + "[" * 5000 + "]" * 5000 + "}",
+    '{"type": "setSubscriptionList", "subscriptions": [], "padding": "' + "x" * (10 << 20) + '"}',
+    "\u0000\u0001\u0002", '{"type": "setSubscriptionList", "subscriptions": [' + ",".join(["{}"] * 100) + "]}",
+]
+
+
+async def test_malformed_messages_are_logged_and_change_nothing(
+        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path, connect: Any) -> None:
+    rtsp, snapshots = camera_servers
+    assert len(HOSTILE) >= 30
+    backend = await connect(worker.url)
+    snapshot_only = subscriptions(rtsp, snapshots, fixture_mpta)[2:]
+    await backend.send({"type": "setSubscriptionList", "subscriptions": snapshot_only})
+    await backend.until(lambda: backend.online() == {"display-e2e-3;cam-002": True}, 60)
+    pods = {p.pid for p in worker.pods()}
+    requests_before = len(snapshots.times("/open"))
+    for raw in HOSTILE:
+        await backend.socket.send(raw)
+    heartbeats = len(backend.of_type("stateReport"))
+    await asyncio.sleep(3)
+    assert len(backend.of_type("stateReport")) >= heartbeats + 2, "heartbeats stopped"
+    assert backend.online() == {"display-e2e-3;cam-002": True}, "a bad message changed the subscriptions"
+    assert {p.pid for p in worker.pods()} == pods, "a bad message restarted a camera"
+    assert len(snapshots.times("/open")) > requests_before, "the camera stopped working"
+    log = worker.log.read_text()
+    assert log.count("invalid backend message; ignored") + log.count("backend message too large") >= len(HOSTILE)
+
+
+async def test_protocol_test_passes_against_detector_run(worker: Worker,
+                                                         camera_servers: tuple[RtspServer, SnapshotCamera],
+                                                         fixture_mpta: Path) -> None:
+    rtsp, _ = camera_servers
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "detector.cli", "protocol-test", "--url", worker.url, "--model-url",
+                         str(fixture_mpta), "--rtsp-url", rtsp.url, "--timeout", "60"],
+        capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASS") == 7 and "FAIL" not in result.stdout
