@@ -24,6 +24,15 @@ from detector.contract.pods import PodSpec
 from detector.kit import logs
 
 SPEC_ENV = "DETECTOR_POD_SPEC"
+EXIT_WITH_PARENT_ENV = "DETECTOR_EXIT_WITH_PARENT"
+
+
+async def _exit_with_parent(stop: asyncio.Event) -> None:
+    """Local runner: a pod must not outlive its broker, even one killed with SIGKILL."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
 
 
 def load_spec(path: str | None) -> PodSpec:
@@ -45,6 +54,8 @@ async def serve(spec: PodSpec, settings: PodSettings, host: str, port: int) -> N
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if os.environ.get(EXIT_WITH_PARENT_ENV) == "1":
+        asyncio.create_task(_exit_with_parent(stop))  # noqa: RUF006 - lives as long as the loop
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     running = asyncio.create_task(pod.run())
     stopping = asyncio.create_task(stop.wait())
