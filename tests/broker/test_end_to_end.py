@@ -283,3 +283,37 @@ async def test_protocol_test_passes_against_detector_run(worker: Worker,
         capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASS") == 7 and "FAIL" not in result.stdout
+
+
+async def test_a_camera_with_a_broken_model_is_offline_and_harms_no_other(
+        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path, connect: Any,
+        tmp_path: Path) -> None:
+    rtsp, snapshots = camera_servers
+    broken = tmp_path / "broken.mpta"
+    broken.write_bytes(b"this is not a zip")
+    good = subscriptions(rtsp, snapshots, fixture_mpta)[2]
+    bad = {**good, "subscriptionIdentifier": "display-bad;cam-003", "modelUrl": str(broken),
+           "snapshotUrl": snapshots.url("/open") + "?other", "snapshotInterval": 700}
+    backend = await connect(worker.url)
+    await backend.send({"type": "setSubscriptionList", "subscriptions": [good, bad]})
+    await backend.until(lambda: backend.online().get("display-e2e-3;cam-002") is True, 60)
+    await asyncio.sleep(3)
+    assert backend.online() == {"display-e2e-3;cam-002": True, "display-bad;cam-003": False}
+    assert "not a readable zip" in worker.log.read_text()
+
+
+async def test_a_killed_pod_is_restarted_and_a_new_backend_replaces_the_old(
+        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path, connect: Any) -> None:
+    rtsp, snapshots = camera_servers
+    first = await connect(worker.url)
+    await first.send({"type": "setSubscriptionList", "subscriptions": subscriptions(rtsp, snapshots, fixture_mpta)[2:]})
+    await first.until(lambda: first.online() == {"display-e2e-3;cam-002": True}, 60)
+    (pod,) = worker.pods()
+    pod.kill()
+    await first.until(lambda: [p.pid for p in worker.pods()] not in ([], [pod.pid]), 15)
+    await first.until(lambda: first.online() == {"display-e2e-3;cam-002": True}, 60)
+
+    second = await connect(worker.url)
+    await second.until(lambda: second.online() == {"display-e2e-3;cam-002": True}, 5)
+    await first.until(lambda: first._reader.done(), 5)  # the old connection was closed by the worker
+    assert len(worker.pods()) == 1
