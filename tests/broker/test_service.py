@@ -1,0 +1,154 @@
+"""Broker behaviour without HTTP: reconcile, sessions, event routing, grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from broker import protocol
+from broker.planning import plan, pod_name
+from broker.service import Broker
+from broker.settings import BrokerSettings
+from detector.contract.pods import DetectionEvent, PodSpec
+
+
+class RecordingRunner:
+    """Keeps the specs it is given; counts the pods it would start and stop."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, PodSpec] = {}
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    async def apply(self, specs: dict[str, PodSpec]) -> None:
+        for name, spec in self.specs.items():
+            if name not in specs or specs[name].digest() != spec.digest():
+                self.stopped.append(name)
+        for name, spec in specs.items():
+            if name not in self.specs or self.specs[name].digest() != spec.digest():
+                self.started.append(name)
+        self.specs = dict(specs)
+
+    async def close(self) -> None:
+        await self.apply({})
+
+    def running(self) -> dict[str, PodSpec]:
+        return dict(self.specs)
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["type"] == kind]
+
+
+def subscription(identifier: str, url: str = "rtsp://cam-1/stream", **extra: Any) -> protocol.Subscription:
+    return protocol.Subscription(subscriptionIdentifier=identifier, rtspUrl=url, modelUrl="/m.mpta", modelId=1,
+                                 modelName="m", **extra)
+
+
+def event(identifier: str, visit: str = "v1", update: bool = False, **fields: str) -> DetectionEvent:
+    return DetectionEvent(id=f"{visit}-{len(fields)}-{update}-{time.monotonic_ns()}", subscription=identifier,
+                          captured_at=1752496496.789, fields=fields or {"brand": "Toyota", "body_type": "Sedan"},
+                          visit=visit, update=update)
+
+
+@pytest.fixture
+def broker() -> Broker:
+    return Broker(BrokerSettings(backend_grace_period_sec=1.0), RecordingRunner())
+
+
+def runner(broker: Broker) -> RecordingRunner:
+    assert isinstance(broker.runner, RecordingRunner)
+    return broker.runner
+
+
+async def test_one_pod_per_camera_and_an_identical_list_changes_nothing(broker: Broker) -> None:
+    wanted = [subscription("d1;cam"), subscription("d2;cam", cropX1=0, cropY1=0, cropX2=10, cropY2=10),
+              subscription("d3;other", url="rtsp://cam-2/stream")]
+    await broker.handle(protocol.SetSubscriptionList(type="setSubscriptionList", subscriptions=wanted))
+    assert len(runner(broker).started) == 2
+    await broker.handle(protocol.SetSubscriptionList(type="setSubscriptionList", subscriptions=wanted))
+    assert len(runner(broker).started) == 2 and runner(broker).stopped == []
+
+
+async def test_a_changed_crop_replaces_only_that_camera(broker: Broker) -> None:
+    await broker.reconcile([subscription("d1;cam"), subscription("d3;other", url="rtsp://cam-2/stream")])
+    await broker.reconcile([subscription("d1;cam", cropX1=0, cropY1=0, cropX2=10, cropY2=10),
+                            subscription("d3;other", url="rtsp://cam-2/stream")])
+    assert runner(broker).stopped == [pod_name("rtsp://cam-1/stream|None")]
+
+
+async def test_legacy_subscribe_and_unsubscribe_go_through_reconcile(broker: Broker) -> None:
+    await broker.handle(protocol.Subscribe(type="subscribe", payload=subscription("d1;cam")))
+    await broker.handle(protocol.Subscribe(type="subscribe", payload=subscription("d2;cam")))
+    assert set(broker.subscriptions) == {"d1;cam", "d2;cam"}
+    await broker.handle(protocol.Unsubscribe(type="unsubscribe",
+                                             payload=protocol.UnsubscribePayload(subscriptionIdentifier="d1;cam")))
+    assert set(broker.subscriptions) == {"d2;cam"}
+    assert [d.identifier for d in next(iter(runner(broker).specs.values())).subscriptions] == ["d2;cam"]
+
+
+def test_pod_specs_never_name_credentials() -> None:
+    specs = plan([subscription("d1;cam", url="rtsp://admin:Secret9@cam/1")], BrokerSettings())
+    (name,) = specs
+    assert "Secret9" not in name and name.startswith("cam-")
+
+
+async def test_detections_carry_the_session_and_the_same_car_is_not_re_announced(broker: Broker) -> None:
+    backend = Backend()
+    broker.backend = backend  # type: ignore[assignment]
+    await broker.reconcile([subscription("d1;cam")])
+    await broker.on_event(event("d1;cam", visit="a"))
+    await broker.handle(protocol.SetSessionId(type="setSessionId", payload=protocol.SessionPayload(
+        displayIdentifier="d1", sessionId=55)))
+    await broker.on_event(event("d1;cam", visit="b"))  # the same car found again during the session
+    await broker.on_event(event("d1;cam", visit="a", update=True, brand="Toyota", body_type="SUV"))
+    await broker.on_event(event("d1;cam", visit="c", brand="Ford", body_type="Pickup"))
+    detections = backend.of_type("imageDetection")
+    assert [d.get("sessionId") for d in detections] == [None, 55]
+    assert detections[0]["timestamp"] == "2025-07-14T12:34:56.789Z"
+    assert detections[0]["data"]["detection"]["carBrand"] == "Toyota"
+    assert detections[1]["data"]["detection"]["carBrand"] == "Ford"
+    patches = backend.of_type("patchSession")
+    assert patches == [{"type": "patchSession", "sessionId": 55,
+                        "data": {"currentCar": {"carBrand": "Toyota", "bodyType": "SUV"}}}]
+
+
+async def test_duplicate_event_ids_are_delivered_once(broker: Broker) -> None:
+    backend = Backend()
+    broker.backend = backend  # type: ignore[assignment]
+    await broker.reconcile([subscription("d1;cam")])
+    once = event("d1;cam")
+    await broker.on_event(once)
+    await broker.on_event(once)
+    assert len(backend.of_type("imageDetection")) == 1
+
+
+async def test_events_without_a_backend_are_delivered_on_reconnect_oldest_first(broker: Broker) -> None:
+    await broker.reconcile([subscription("d1;cam")])
+    await broker.on_event(event("d1;cam", visit="a", brand="Toyota", body_type="Sedan"))
+    await broker.on_event(event("d1;cam", visit="b", brand="Ford", body_type="Pickup"))
+    backend = Backend()
+    broker.backend = backend  # type: ignore[assignment]
+    await broker.flush_undelivered()
+    assert [m["data"]["detection"]["carBrand"] for m in backend.of_type("imageDetection")] == ["Toyota", "Ford"]
+
+
+async def test_cameras_stop_only_after_the_grace_period(broker: Broker) -> None:
+    await broker.reconcile([subscription("d1;cam")])
+    broker.backend_lost_at = time.monotonic()
+    watcher = asyncio.create_task(broker.watch_grace())
+    await asyncio.sleep(0.5)
+    assert runner(broker).specs, "stopped before the grace period ended"
+    await asyncio.sleep(2.0)
+    watcher.cancel()
+    assert runner(broker).specs == {}

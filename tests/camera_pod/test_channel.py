@@ -1,0 +1,72 @@
+"""Pod → broker events are re-sent until acknowledged, across broker restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import websockets
+
+from camera_pod.channel import BrokerChannel
+from camera_pod.outbox import EventOutbox
+from detector.contract.pods import Ack, DetectionEvent, StreamReport
+from tests.support.servers import free_port
+
+
+def report() -> StreamReport:
+    return StreamReport(online=True, state="online", fps=10.0, last_frame_at=None, frames=1, reconnects=0,
+                        last_error=None, http_port=1)
+
+
+async def test_unacknowledged_event_is_resent_to_the_restarted_broker() -> None:
+    port = free_port()
+    received: list[str] = []
+    first_seen = asyncio.Event()
+
+    async def forgetful(socket: websockets.ServerConnection) -> None:
+        async for raw in socket:
+            message = json.loads(raw)
+            if message["kind"] == "detection":
+                received.append(message["id"])
+                first_seen.set()
+                await socket.close()  # the broker dies before acknowledging
+                return
+
+    async def reliable(socket: websockets.ServerConnection) -> None:
+        async for raw in socket:
+            message = json.loads(raw)
+            if message["kind"] == "detection":
+                received.append(message["id"])
+                await socket.send(Ack(ids=[message["id"]]).model_dump_json())
+
+    outbox = EventOutbox(resend_after_s=0.3)
+    outbox.add(DetectionEvent(id="e1", subscription="d;c", captured_at=0.0, fields={"brand": "BMW"}, visit="v"))
+    channel = BrokerChannel(f"ws://127.0.0.1:{port}/internal/pods/p", outbox, report, report_interval_s=0.1)
+    server = await websockets.serve(forgetful, "127.0.0.1", port)
+    task = asyncio.create_task(channel.run())
+    try:
+        await asyncio.wait_for(first_seen.wait(), 10)
+        server.close()
+        await server.wait_closed()
+        assert len(outbox) == 1, "an unacknowledged event must stay in the outbox"
+        server = await websockets.serve(reliable, "127.0.0.1", port)
+        for _ in range(100):
+            if len(outbox) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert len(outbox) == 0
+        assert received[:2] == ["e1", "e1"]
+    finally:
+        task.cancel()
+        server.close()
+
+
+def test_outbox_is_bounded_and_counts_what_it_drops() -> None:
+    outbox = EventOutbox(max_events=2)
+    for index in range(3):
+        outbox.add(DetectionEvent(id=str(index), subscription="d;c", captured_at=0.0, fields={}, visit="v"))
+    assert len(outbox) == 2 and outbox.dropped == 1
+    assert [event.id for event in outbox.due(now=100.0)] == ["1", "2"]
+    assert outbox.due(now=100.5) == []  # just sent: not due again yet
+    outbox.acknowledge(["1"])
+    assert [event.id for event in outbox.due(now=200.0)] == ["2"]
