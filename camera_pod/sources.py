@@ -16,7 +16,7 @@ import numpy as np
 
 from camera_pod.inference.models import Image
 from detector.kit.errors import PermanentError
-from detector.kit.redaction import redact_url
+from detector.kit.redaction import redact_text, redact_url
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -41,7 +41,7 @@ def _video_frames(source: str) -> Iterator[SourceFrame]:
     try:
         container = av.open(source, options=options, timeout=(10.0, 10.0))
     except (av.FFmpegError, OSError) as exc:
-        raise PermanentError(f"{redact_url(source)}: cannot open: {exc}") from exc
+        raise PermanentError(f"{redact_url(source)}: cannot open: {redact_text(str(exc))}") from exc
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

@@ -22,6 +22,7 @@ from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.settings import PodSettings
 from detector.kit.errors import DetectorError
+from detector.kit.redaction import redact_text
 
 
 def describe(index: int, result: FrameResult) -> str:
@@ -123,7 +124,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"--show failed (headless OpenCV has no windows): {exc}; use --out", file=sys.stderr)
         return 2
     except DetectorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -29,9 +29,10 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "absolute path"
     if ".." in path.parts:
         return "path escapes the archive ('..')"
-    if stat.S_ISLNK(mode):
+    file_type = stat.S_IFMT(mode)  # 0 when the archiver stored permission bits only
+    if file_type == stat.S_IFLNK:
         return "symbolic link"
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
         return "special file"
     if info.flag_bits & 0x1:
         return "encrypted entry"
