@@ -50,7 +50,7 @@ def build_app(broker: Broker) -> FastAPI:
             with contextlib.suppress(Exception):
                 await previous.close(code=1012)
         log.info("backend connected", extra={"client": str(socket.client)})
-        await broker.send(broker.state_report().model_dump(mode="json"))
+        await broker.send(broker.state_report().to_wire())
         await broker.flush_undelivered()
         try:
             while True:

@@ -209,6 +209,13 @@ class StateReport(_Outgoing):
     gpuMemoryUsage: float | None
     cameraConnections: list[CameraConnection]
 
+    def to_wire(self) -> dict[str, Any]:
+        """GPU figures stay (null without a GPU); absent optional camera fields are left out."""
+        wire = self.model_dump(mode="json", exclude={"cameraConnections"})
+        wire["cameraConnections"] = [camera.model_dump(mode="json", exclude_none=True)
+                                     for camera in self.cameraConnections]
+        return wire
+
 
 class Detection(_Outgoing):
     carModel: str | None = None

@@ -88,7 +88,7 @@ class Broker:
             current.pop(message.payload.subscriptionIdentifier, None)
             await self.reconcile(list(current.values()))
         elif isinstance(message, protocol.RequestState):
-            await self.send(self.state_report().model_dump(mode="json"))
+            await self.send(self.state_report().to_wire())
         elif isinstance(message, protocol.SetSessionId):
             display = self.displays.setdefault(message.payload.displayIdentifier, DisplayState())
             display.session_id = message.payload.sessionId
@@ -169,7 +169,7 @@ class Broker:
 
     async def heartbeat(self) -> None:
         while True:
-            await self.send(self.state_report().model_dump(mode="json"))
+            await self.send(self.state_report().to_wire())
             await asyncio.sleep(self.settings.heartbeat_interval_sec)
 
     async def watch_grace(self) -> None:

@@ -112,11 +112,15 @@ class Backend:
     def __init__(self, socket: websockets.ClientConnection) -> None:
         self.socket = socket
         self.received: list[dict[str, Any]] = []
+        self.closed_by: websockets.ConnectionClosed | None = None
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        async for raw in self.socket:
-            self.received.append(json.loads(raw))
+        try:
+            async for raw in self.socket:
+                self.received.append(json.loads(raw))
+        except websockets.ConnectionClosed as closed:
+            self.closed_by = closed
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.socket.send(json.dumps(message))
@@ -310,10 +314,13 @@ async def test_a_killed_pod_is_restarted_and_a_new_backend_replaces_the_old(
     await first.until(lambda: first.online() == {"display-e2e-3;cam-002": True}, 60)
     (pod,) = worker.pods()
     pod.kill()
+    await first.until(lambda: first.online() == {"display-e2e-3;cam-002": False}, 10)
     await first.until(lambda: [p.pid for p in worker.pods()] not in ([], [pod.pid]), 15)
     await first.until(lambda: first.online() == {"display-e2e-3;cam-002": True}, 60)
 
     second = await connect(worker.url)
     await second.until(lambda: second.online() == {"display-e2e-3;cam-002": True}, 5)
-    await first.until(lambda: first._reader.done(), 5)  # the old connection was closed by the worker
+    await first.until(lambda: first.closed_by is not None, 5)
+    assert first.closed_by is not None and first.closed_by.rcvd is not None
+    assert first.closed_by.rcvd.code == 1012, "the worker closes the replaced connection (service restart)"
     assert len(worker.pods()) == 1
