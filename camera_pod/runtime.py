@@ -114,7 +114,7 @@ class CameraPod:
 
     async def _serve(self, display: DisplaySubscription, subscription: StreamSubscription,
                      pipeline: _Pipeline) -> None:
-        visits = VisitTracker(stable_frames=self.spec.stable_frames, gap_s=self.spec.visit_gap_s)
+        visits = self._visit_tracker(pipeline)
         display_id = display.identifier.split(";", 1)[0]
         while True:
             got = await subscription.next_frame_async(1.0)
@@ -130,9 +130,18 @@ class CameraPod:
                 log.exception("pipeline failed on a frame", extra={"subscription": display.identifier})
             self.metrics.pipeline_seconds.labels(display.identifier).observe(time.perf_counter() - started)
 
-    async def _process(self, display: DisplaySubscription, pipeline: _Pipeline, visits: VisitTracker,
+    def _visit_tracker(self, pipeline: _Pipeline) -> VisitTracker | None:
+        """The root node's ``tracking`` settings win over the pod's defaults; disabled means per-frame events."""
+        tracking = pipeline.archive.config.pipeline.tracking
+        if self.spec.event_mode == "frame" or (tracking is not None and not tracking.enabled):
+            return None
+        method = tracking.method if tracking else "bytetrack"
+        stable = tracking.stabilityThreshold if tracking else self.spec.stable_frames
+        return VisitTracker(stable_frames=stable, gap_s=self.spec.visit_gap_s, method=method)
+
+    async def _process(self, display: DisplaySubscription, pipeline: _Pipeline, visits: VisitTracker | None,
                        image: np.ndarray, context: FrameContext, frame: Frame) -> None:
-        if self.spec.event_mode == "frame":
+        if visits is None:
             result = await pipeline.engine.process(image, context)
             self._count_failures(result)
             fields = result.classified_fields()

@@ -50,8 +50,12 @@ def frame_score(box: Box, width: int, height: int) -> float:
 class VisitTracker:
     stable_frames: int = 3
     gap_s: float = 0.7
-    tracker: ObjectTracker = field(default_factory=ObjectTracker)
+    method: str = "bytetrack"
     visits: dict[int, Visit] = field(default_factory=dict)
+    tracker: ObjectTracker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tracker = ObjectTracker(self.method)
 
     def observe(self, result: FrameResult, image: Image, captured_at: float,
                 now: float | None = None) -> list[VisitDecision]:
@@ -101,5 +105,5 @@ class VisitTracker:
             del self.visits[track_id]
         if departed and not self.visits:
             # The tracker would re-find an old track id for the next car; a visit is over, so is its track.
-            self.tracker = ObjectTracker()
+            self.tracker = ObjectTracker(self.method)
 
