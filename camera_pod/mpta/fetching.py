@@ -46,8 +46,11 @@ def _progress(total: int | None, url: str) -> tqdm | None:
 
 
 def _check_redirect(response: httpx.Response) -> None:
-    if response.next_request is not None and response.next_request.url.scheme not in ("http", "https"):
-        raise MptaError.single("modelUrl", f"redirect to a non-http(s) URL ({response.next_request.url.scheme}:)")
+    if not response.has_redirect_location:
+        return
+    target = response.url.join(response.headers["location"])
+    if target.scheme not in ("http", "https"):
+        raise MptaError.single("modelUrl", f"redirect to a non-http(s) URL ({target.scheme}:)")
 
 
 def _client(limits: DownloadLimits) -> httpx.Client:
