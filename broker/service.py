@@ -53,6 +53,7 @@ class Broker:
     backend_lost_at: float | None = None
     undelivered: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
     gpu: GpuProbe = field(default_factory=GpuProbe)
+    pending_patches: dict[int, float] = field(default_factory=dict)  # sessionId -> when the patch was sent
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # ---- subscriptions --------------------------------------------------------------------------
@@ -98,10 +99,16 @@ class Broker:
             self.displays.setdefault(message.payload.displayIdentifier, DisplayState()).stage = \
                 message.payload.progressionStage
         elif isinstance(message, protocol.PatchSessionResult):
+            sent = self.pending_patches.pop(message.payload.sessionId, None)
+            if sent is None:
+                log.warning("patchSessionResult for no pending patchSession",
+                            extra={"session": message.payload.sessionId})
+                return
             level = logging.INFO if message.payload.success else logging.ERROR
             log.log(level, "patchSession result", extra={"session": message.payload.sessionId,
                                                          "success": message.payload.success,
-                                                         "detail": message.payload.message})
+                                                         "detail": message.payload.message,
+                                                         "after_s": round(time.monotonic() - sent, 3)})
 
     # ---- events from pods -----------------------------------------------------------------------
 
@@ -120,6 +127,7 @@ class Broker:
             await self.send(protocol.PatchSession(sessionId=display.session_id,
                                                   data=protocol.PatchData(currentCar=current)).model_dump(
                 mode="json", exclude_none=True))
+            self.pending_patches[display.session_id] = time.monotonic()
             display.announced = dict(event.fields)
             return
         if event.update:

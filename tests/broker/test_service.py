@@ -121,6 +121,10 @@ async def test_detections_carry_the_session_and_the_same_car_is_not_re_announced
     patches = backend.of_type("patchSession")
     assert patches == [{"type": "patchSession", "sessionId": 55,
                         "data": {"currentCar": {"carBrand": "Toyota", "bodyType": "SUV"}}}]
+    assert set(broker.pending_patches) == {55}
+    await broker.handle(protocol.PatchSessionResult(type="patchSessionResult", payload=protocol.PatchResultPayload(
+        sessionId=55, success=False, message="session closed")))
+    assert broker.pending_patches == {}
 
 
 async def test_duplicate_event_ids_are_delivered_once(broker: Broker) -> None:
