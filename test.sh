@@ -5,4 +5,5 @@ cd "$(dirname "$0")"
 scripts/system-packages.sh
 scripts/install.sh
 export YOLO_OFFLINE=1
-exec .venv/bin/python -m pytest "$@"
+# -P: the repository root holds a package named `operator`; it must never shadow the stdlib one.
+exec .venv/bin/python -P -m pytest "$@"

@@ -1,6 +1,6 @@
 """Stream decode cost: our RTSP reader vs. cv2.VideoCapture on the same stream, in the same run.
 
-    .venv/bin/python -m bench.streams_bench [--seconds 8]
+    .venv/bin/python -P bench/streams_bench.py [--seconds 8]
 
 Serves a 640x480 and a 1920x1080 H.264 file over a real RTSP server (GStreamer, see
 tests/support/rtsp_server.py) and reports process CPU seconds per decoded and per delivered frame.
@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Appended, not prepended: the repository root holds a package named `operator` that must not shadow the stdlib.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import av
 import cv2

@@ -20,7 +20,7 @@ def test_layer_contracts_hold() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    result = _run(str(BIN / "ruff"), "check", "camera_pod", "broker", "operator", "detector", "tests")
+    result = _run(str(BIN / "ruff"), "check", "camera_pod", "broker", "operator", "detector", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

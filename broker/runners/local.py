@@ -60,7 +60,7 @@ class LocalRunner:
         while not child.stopping:
             environment = {**os.environ, SPEC_ENV: child.spec.model_dump_json(), "DETECTOR_EXIT_WITH_PARENT": "1"}
             child.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "camera_pod", env=environment, start_new_session=True)
+                sys.executable, "-P", "-m", "camera_pod", env=environment, start_new_session=True)
             code = await child.process.wait()
             if child.stopping:
                 return

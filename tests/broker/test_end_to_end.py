@@ -38,7 +38,7 @@ class Worker:
         environment = {**os.environ, "DETECTOR_CACHE_DIR": str(tmp / "cache"), "YOLO_OFFLINE": "1"}
         self.log = tmp / "worker.log"
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "detector.cli", "run", "--host", "127.0.0.1",
+            self.process = subprocess.Popen([sys.executable, "-P", "-m", "detector.cli", "run", "--host", "127.0.0.1",
                                              "--port", str(self.port), "--heartbeat-interval-sec", "1"],
                                             env=environment, stdout=subprocess.DEVNULL, stderr=log)
 
@@ -282,7 +282,7 @@ async def test_protocol_test_passes_against_detector_run(worker: Worker,
                                                          fixture_mpta: Path) -> None:
     rtsp, _ = camera_servers
     result = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "detector.cli", "protocol-test", "--url", worker.url, "--model-url",
+        subprocess.run, [sys.executable, "-P", "-m", "detector.cli", "protocol-test", "--url", worker.url, "--model-url",
                          str(fixture_mpta), "--rtsp-url", rtsp.url, "--timeout", "60"],
         capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr

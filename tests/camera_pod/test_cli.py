@@ -16,7 +16,7 @@ VIDEO = FIXTURES / "media" / "cars.mp4"
 
 
 def detector(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "detector.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-m", "detector.cli", *args], capture_output=True, text=True,
                           timeout=300, cwd=cwd, env=None)
 
 
