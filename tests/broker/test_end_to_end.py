@@ -282,8 +282,8 @@ async def test_protocol_test_passes_against_detector_run(worker: Worker,
                                                          fixture_mpta: Path) -> None:
     rtsp, _ = camera_servers
     result = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-P", "-m", "detector.cli", "protocol-test", "--url", worker.url, "--model-url",
-                         str(fixture_mpta), "--rtsp-url", rtsp.url, "--timeout", "60"],
+        subprocess.run, [sys.executable, "-P", "-m", "detector.cli", "protocol-test", "--url", worker.url,
+                         "--model-url", str(fixture_mpta), "--rtsp-url", rtsp.url, "--timeout", "60"],
         capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASS") == 7 and "FAIL" not in result.stdout
