@@ -25,7 +25,7 @@ POSTGRES_DSN = "host=127.0.0.1 port=5432 dbname=test user=root"
 
 @pytest.fixture(scope="session")
 def fixture_mpta() -> Path:
-    assert FIXTURE_MPTA.is_file(), "run `python -m tests.fixtures.make_models` to create the fixture models"
+    assert FIXTURE_MPTA.is_file(), "make the fixture models: .venv/bin/python -P tests/fixtures/make_models.py"
     return FIXTURE_MPTA
 
 

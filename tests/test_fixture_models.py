@@ -2,7 +2,7 @@
 
 The models are evaluated on freshly rendered held-out scenes (seed TEST_SEED, different from the
 training seed in tests/fixtures/make_models.py). Regenerate the fixtures with
-``python -m tests.fixtures.make_models``.
+``.venv/bin/python -P tests/fixtures/make_models.py``.
 """
 
 from __future__ import annotations
