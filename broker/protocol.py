@@ -217,12 +217,15 @@ class StateReport(_Outgoing):
         return wire
 
 
-class Detection(_Outgoing):
+class _Car(_Outgoing):
     carModel: str | None = None
     carBrand: str | None = None
     carYear: int | None = None
     bodyType: str | None = None
     licensePlateText: str | None = None
+
+
+class Detection(_Car):
     licensePlateConfidence: float | None = None
 
 
@@ -240,12 +243,7 @@ class ImageDetection(_Outgoing):
     data: DetectionData
 
 
-class CurrentCar(_Outgoing):
-    carModel: str | None = None
-    carBrand: str | None = None
-    carYear: int | None = None
-    bodyType: str | None = None
-    licensePlateText: str | None = None
+class CurrentCar(_Car):
     licensePlateType: str | None = None
 
 
