@@ -1,0 +1,98 @@
+"""Pure builders of the objects the operator creates for a CameraSubscription (no API calls here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from detector.contract.camerasubscription import API_VERSION, KIND, CameraSubscriptionSpec
+
+POD_HTTP_PORT = 8080
+STREAM_URL_ENV = "DETECTOR_STREAM_URL"
+
+
+@dataclass(frozen=True)
+class PodDefaults:
+    """Chart values that apply to every camera pod unless the resource overrides them."""
+
+    image: str = "ghcr.io/example/camera-detector:0.1.0"
+    gpu: int = 1
+    cpu_request: str = "500m"
+    memory_request: str = "1Gi"
+    memory_limit: str = "4Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    broker_url: str = "ws://detector-broker:8000"
+    services_secret: str | None = None  # Redis/PostgreSQL credentials for the camera pods' actions
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
+def _resources(gpu: int, defaults: PodDefaults) -> dict[str, Any]:
+    requests = {"cpu": defaults.cpu_request, "memory": defaults.memory_request}
+    limits: dict[str, str] = {"memory": defaults.memory_limit}
+    if gpu > 0:
+        limits["nvidia.com/gpu"] = str(gpu)  # quantities are strings in the API
+    return {"requests": requests, "limits": limits}
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": POD_HTTP_PORT}, "periodSeconds": period,
+            "failureThreshold": failures, "timeoutSeconds": 3}
+
+
+def _env(spec: CameraSubscriptionSpec, name: str, defaults: PodDefaults) -> list[dict[str, Any]]:
+    secret = spec.stream.urlSecretRef
+    env: list[dict[str, Any]] = [
+        {"name": STREAM_URL_ENV, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}},
+        {"name": "DETECTOR_POD_NAME", "value": name},
+        {"name": "DETECTOR_BROKER_URL", "value": f"{defaults.broker_url.rstrip('/')}/internal/pods/{name}"},
+        {"name": "DETECTOR_POD_HOST", "value": "0.0.0.0"},
+        {"name": "DETECTOR_POD_PORT", "value": str(POD_HTTP_PORT)},
+        {"name": "DETECTOR_LOG_FORMAT", "value": "json"},
+    ]
+    return env
+
+
+def build_pod(name: str, namespace: str, uid: str, spec: CameraSubscriptionSpec, defaults: PodDefaults,
+              *, revision: str) -> dict[str, Any]:
+    """The camera pod of one CameraSubscription; ``revision`` (a spec hash) names a replacement pod."""
+    gpu = defaults.gpu if spec.gpu is None else spec.gpu
+    container: dict[str, Any] = {
+        "name": "camera", "image": defaults.image, "args": ["camera-pod"],
+        "ports": [{"name": "http", "containerPort": POD_HTTP_PORT}],
+        "env": _env(spec, name, defaults),
+        "resources": _resources(gpu, defaults),
+        "readinessProbe": _probe("/healthz", 5, 3),
+        "livenessProbe": _probe("/healthz", 10, 6),
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/detector"},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    if defaults.services_secret:
+        container["envFrom"] = [{"secretRef": {"name": defaults.services_secret}}]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Always",
+        "securityContext": {"runAsNonRoot": True, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "terminationGracePeriodSeconds": 15,
+    }
+    if defaults.node_selector:
+        pod_spec["nodeSelector"] = dict(defaults.node_selector)
+    if defaults.tolerations:
+        pod_spec["tolerations"] = list(defaults.tolerations)
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": f"{name}-{revision}", "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "camera-pod", "app.kubernetes.io/part-of": "camera-detector",
+                       "detector.gasstation.dev/subscription": name, "detector.gasstation.dev/revision": revision},
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "spec": pod_spec,
+    }
