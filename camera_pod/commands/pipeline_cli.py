@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import av
 import cv2
 
-from camera_pod import sources
 from camera_pod.actions.services import ServiceSink
 from camera_pod.annotating import annotate
 from camera_pod.commands.mpta_cli import store_from_settings
@@ -21,8 +22,12 @@ from camera_pod.mpta.errors import MptaError
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.settings import PodSettings
-from detector.kit.errors import DetectorError
-from detector.kit.redaction import redact_text
+from camera_pod.streams.config import StreamConfig
+from camera_pod.streams.frames import Frame
+from camera_pod.streams.hub import StreamHub
+from camera_pod.streams.state import StreamState
+from detector.kit.errors import DetectorError, PermanentError
+from detector.kit.redaction import redact_text, redact_url
 
 
 def describe(index: int, result: FrameResult) -> str:
@@ -77,6 +82,43 @@ class _VideoWriter:
         self._container.close()
 
 
+def stream_config(source: str) -> StreamConfig:
+    """Live URLs fail fast (a tool, not a camera pod); files deliver every frame in order."""
+    lower = source.lower()
+    if lower.startswith(("rtsp://", "rtsps://")):
+        return StreamConfig(url=source, kind="rtsp", max_retries=0)
+    if lower.startswith(("http://", "https://")):
+        return StreamConfig(url=source, kind="snapshot", max_retries=0)
+    return StreamConfig(url=source, kind="file", every_frame=True)
+
+
+async def frames(source: str) -> AsyncGenerator[Frame, None]:
+    hub = StreamHub()
+    subscription = hub.subscribe("cli;cli", stream_config(source))
+    try:
+        while True:
+            got = await subscription.next_frame_async(1.0)
+            if got is not None:
+                yield got.frame
+                continue
+            status = subscription.status()
+            if status.state is StreamState.FAILED:
+                raise PermanentError(status.last_error or f"{redact_url(source)}: failed")
+            if status.state is StreamState.STOPPED:
+                return
+    finally:
+        await asyncio.to_thread(hub.close)
+
+
+def _file_fps(source: str) -> float | None:
+    try:
+        with av.open(source) as container:
+            rate = container.streams.video[0].average_rate
+            return float(rate) if rate else None
+    except (av.FFmpegError, OSError, IndexError):
+        return None
+
+
 async def _run(args: argparse.Namespace) -> int:
     settings = PodSettings()
     archive = await store_from_settings(settings).load(args.mpta)
@@ -85,21 +127,24 @@ async def _run(args: argparse.Namespace) -> int:
     writer: _VideoWriter | None = None
     display_id, _, camera = args.subscription.partition(";")
     try:
-        for frame in sources.frames(args.source):
-            context = FrameContext(camera_id=args.subscription, display_id=display_id or camera,
-                                   captured_at=datetime.now(UTC))
-            result = await engine.process(frame.image, context)
-            print(as_json(frame.index, result) if args.json else describe(frame.index, result), flush=True)
-            if args.out or args.show:
-                annotated = annotate(frame.image, result)
-                if args.out:
-                    writer = writer or _VideoWriter(Path(args.out), frame.fps)
-                    writer.write(annotated)
-                if args.show:
-                    cv2.imshow("detector", annotated)
-                    cv2.waitKey(1)
-            if args.max_frames and frame.index + 1 >= args.max_frames:
-                break
+        async with contextlib.aclosing(frames(args.source)) as stream:
+            index = 0
+            async for frame in stream:
+                context = FrameContext(camera_id=args.subscription, display_id=display_id or camera,
+                                       captured_at=datetime.fromtimestamp(frame.captured_at, UTC))
+                result = await engine.process(frame.image, context)
+                print(as_json(index, result) if args.json else describe(index, result), flush=True)
+                if args.out or args.show:
+                    annotated = annotate(frame.image, result)
+                    if args.out:
+                        writer = writer or _VideoWriter(Path(args.out), _file_fps(args.source))
+                        writer.write(annotated)
+                    if args.show:
+                        cv2.imshow("detector", annotated)
+                        cv2.waitKey(1)
+                index += 1
+                if args.max_frames and index >= args.max_frames:
+                    break
     finally:
         if writer:
             writer.close()

@@ -61,8 +61,8 @@ class StreamHub:
                 supervisor = StreamSupervisor(config, name=identifier)
                 self._readers[config] = supervisor
                 self._subscribers[config] = set()
-                supervisor.start()
                 log.info("stream started", extra={"url": config.safe_url, "subscription": identifier})
+                supervisor.start()
             self._subscribers[config].add(identifier)
             return StreamSubscription(identifier, crop, supervisor)
 
