@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detector.contract.pods import CropBox
+
 GROUP = "detector.gasstation.dev"
 VERSION = "v1"
 PLURAL = "camerasubscriptions"
@@ -33,19 +35,12 @@ class StreamRef(_Spec):
     snapshotIntervalMs: int | None = Field(None, ge=10, le=3_600_000)
 
 
-class Crop(_Spec):
-    x1: int = Field(ge=0)
-    y1: int = Field(ge=0)
-    x2: int = Field(ge=1)
-    y2: int = Field(ge=1)
-
-
 class DisplaySubscriptionRef(_Spec):
     identifier: str = Field(pattern=r"^[A-Za-z0-9_.:@+-]{1,128};[A-Za-z0-9_.:@+-]{1,128}$")
     modelUrl: str = Field(pattern=r"^https?://", max_length=2048)
     modelId: int = Field(ge=0)
     modelName: str = Field(max_length=256)
-    crop: Crop | None = None
+    crop: CropBox | None = None
 
 
 class CameraSubscriptionSpec(_Spec):
