@@ -8,6 +8,7 @@ from typing import Any
 from detector.contract.camerasubscription import API_VERSION, KIND, CameraSubscriptionSpec
 
 POD_HTTP_PORT = 8080
+SUBSCRIPTION_LABEL = "detector.gasstation.dev/subscription"
 STREAM_URL_ENV = "DETECTOR_STREAM_URL"
 
 
@@ -91,7 +92,7 @@ def build_pod(name: str, namespace: str, uid: str, spec: CameraSubscriptionSpec,
         "metadata": {
             "name": f"{name}-{revision}", "namespace": namespace,
             "labels": {"app.kubernetes.io/name": "camera-pod", "app.kubernetes.io/part-of": "camera-detector",
-                       "detector.gasstation.dev/subscription": name, "detector.gasstation.dev/revision": revision},
+                       SUBSCRIPTION_LABEL: name, "detector.gasstation.dev/revision": revision},
             "ownerReferences": [owner_reference(name, uid)],
         },
         "spec": pod_spec,
