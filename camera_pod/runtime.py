@@ -83,8 +83,10 @@ class CameraPod:
             await self.close()
 
     async def close(self) -> None:
+        """Idempotent: both the run loop and the process's shutdown path call it."""
         await asyncio.to_thread(self.hub.close)
-        for pipeline in self._pipelines.values():
+        pipelines, self._pipelines = list(self._pipelines.values()), {}
+        for pipeline in pipelines:
             pipeline.engine.close()
             await pipeline.sink.close()
 
