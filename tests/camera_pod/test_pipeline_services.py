@@ -143,15 +143,20 @@ async def test_empty_forecourt_yields_nothing(fixture_mpta: Path, load: Any, red
     assert _rows(pg, display_id) == []
 
 
-async def test_redis_down_fails_only_the_redis_actions(build_archive: ArchiveBuilder, load: Any,
-                                                       pg: psycopg.Connection[Any]) -> None:
-    def closed_redis(document: dict[str, Any]) -> None:
-        document["redis"]["port"] = 9  # discard port: nothing listens
+async def _run_with_service_down(build_archive: ArchiveBuilder, load: Any,
+                                 section: str) -> tuple[FrameResult, scenes.CarTruth, str]:
+    def point_at_closed_port(document: dict[str, Any]) -> None:
+        document[section]["port"] = 9  # discard port: nothing listens
 
-    archive = await load(str(build_archive(closed_redis)))
+    archive = await load(str(build_archive(point_at_closed_port)))
     image, truth = one_car_scene(SCENE_SEED)
     display_id = f"test-{uuid.uuid4().hex[:8]}"
-    result = await _run(archive, image, display_id)
+    return await _run(archive, image, display_id), truth, display_id
+
+
+async def test_redis_down_fails_only_the_redis_actions(build_archive: ArchiveBuilder, load: Any,
+                                                       pg: psycopg.Connection[Any]) -> None:
+    result, truth, display_id = await _run_with_service_down(build_archive, load, "redis")
     failed = {(o.list_name, o.action_type) for o in result.failed_actions}
     assert failed == {("actions", "redis_save_image"), ("actions", "redis_publish")}
     assert "ConnectionError" in result.failed_actions[0].detail
@@ -160,13 +165,7 @@ async def test_redis_down_fails_only_the_redis_actions(build_archive: ArchiveBui
 
 async def test_postgres_down_fails_only_the_database_writes(build_archive: ArchiveBuilder, load: Any,
                                                             redis_client: redis.Redis) -> None:
-    def closed_postgres(document: dict[str, Any]) -> None:
-        document["postgresql"]["port"] = 9
-
-    archive = await load(str(build_archive(closed_postgres)))
-    image, _ = one_car_scene(SCENE_SEED)
-    display_id = f"test-{uuid.uuid4().hex[:8]}"
-    result = await _run(archive, image, display_id)
+    result, _, display_id = await _run_with_service_down(build_archive, load, "postgresql")
     failed = {(o.list_name, o.action_type) for o in result.failed_actions}
     assert failed == {("initial_record", "postgresql_insert"), ("parallelActions", "postgresql_update_combined")}
     assert len(redis_client.keys(f"inference:{display_id}:*")) == 1
