@@ -1,4 +1,4 @@
-"""``python -m camera_pod``: run one camera pod from a PodSpec (env DETECTOR_POD_SPEC or --spec FILE).
+"""``python -m camera_pod``: run one camera pod from a PodSpec (see spec_source: a file or the environment).
 
 The spec travels in the environment, not the command line: stream URLs carry credentials and the
 command line of every process is visible to every user of the machine.
@@ -13,17 +13,16 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 
 import uvicorn
 
 from camera_pod.http_api import build_app
 from camera_pod.runtime import CameraPod
 from camera_pod.settings import PodSettings
+from camera_pod.spec_source import SpecError, load_spec
 from detector.contract.pods import PodSpec
 from detector.kit import logs
 
-SPEC_ENV = "DETECTOR_POD_SPEC"
 EXIT_WITH_PARENT_ENV = "DETECTOR_EXIT_WITH_PARENT"
 
 
@@ -35,19 +34,12 @@ async def _exit_with_parent(stop: asyncio.Event) -> None:
     stop.set()
 
 
-def load_spec(path: str | None) -> PodSpec:
-    text = Path(path).read_text() if path else os.environ.get(SPEC_ENV, "")
-    if not text:
-        raise SystemExit(f"no pod spec: set {SPEC_ENV} or pass --spec FILE")
-    return PodSpec.model_validate_json(text)
-
-
 async def serve(spec: PodSpec, settings: PodSettings, host: str, port: int) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     pod = CameraPod(spec, settings, http_port=listener.getsockname()[1])
-    app = build_app(pod.latest_frame, pod.healthy, pod.metrics.registry)
+    app = build_app(pod.latest_frame, pod.health, pod.metrics.registry)
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # we own SIGTERM
     stop = asyncio.Event()
@@ -79,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     settings = PodSettings()
     logs.configure(settings.log_level, settings.log_format)
-    asyncio.run(serve(load_spec(args.spec), settings, args.host, args.port))
+    try:
+        spec = load_spec(args.spec, os.environ)
+    except SpecError as exc:
+        raise SystemExit(f"camera_pod: {exc}") from None
+    asyncio.run(serve(spec, settings, args.host, args.port))
     return 0
 
 

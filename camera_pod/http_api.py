@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from camera_pod.streams.frames import Frame
+from detector.contract.pods import PodHealth
 
 
-def build_app(latest_frame: Callable[[], Frame | None], healthy: Callable[[], tuple[bool, str]],
+def build_app(latest_frame: Callable[[], Frame | None], health: Callable[[], PodHealth],
               registry: CollectorRegistry) -> FastAPI:
     app = FastAPI(title="camera pod", docs_url=None, redoc_url=None)
     encoded: dict[int, bytes] = {}  # sequence -> JPEG of the latest frame only
@@ -34,8 +35,8 @@ def build_app(latest_frame: Callable[[], Frame | None], healthy: Callable[[], tu
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
-        ok, detail = healthy()
-        return JSONResponse({"ok": ok, "detail": detail}, status_code=200 if ok else 503)
+        current = health()
+        return JSONResponse(current.model_dump(mode="json"), status_code=200 if current.ok else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -25,7 +25,7 @@ from camera_pod.streams.cropping import Crop
 from camera_pod.streams.frames import Frame
 from camera_pod.streams.hub import StreamHub, StreamSubscription
 from camera_pod.visits import VisitDecision, VisitTracker
-from detector.contract.pods import DetectionEvent, DisplaySubscription, PodSpec, StreamReport
+from detector.contract.pods import DetectionEvent, DisplaySubscription, PodHealth, PodSpec, StreamReport
 from detector.kit.errors import DetectorError
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,10 @@ class CameraPod:
                             last_frame_at=status.last_frame_at if status else None,
                             frames=status.frames if status else 0, reconnects=status.reconnects if status else 0,
                             last_error=error, http_port=self.http_port)
+
+    def health(self) -> PodHealth:
+        ok, detail = self.healthy()
+        return PodHealth(ok=ok, detail=detail, report=self.report())
 
     def healthy(self) -> tuple[bool, str]:
         status = self._subscriptions[0].status() if self._subscriptions else None

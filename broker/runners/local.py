@@ -9,10 +9,10 @@ import random
 import sys
 from dataclasses import dataclass, field
 
+from detector.contract.environment import POD_SPEC_ENV
 from detector.contract.pods import PodSpec
 
 log = logging.getLogger(__name__)
-SPEC_ENV = "DETECTOR_POD_SPEC"
 
 
 @dataclass
@@ -58,7 +58,7 @@ class LocalRunner:
 
     async def _supervise(self, child: _Child) -> None:
         while not child.stopping:
-            environment = {**os.environ, SPEC_ENV: child.spec.model_dump_json(), "DETECTOR_EXIT_WITH_PARENT": "1"}
+            environment = {**os.environ, POD_SPEC_ENV: child.spec.model_dump_json(), "DETECTOR_EXIT_WITH_PARENT": "1"}
             child.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-P", "-m", "camera_pod", env=environment, start_new_session=True)
             code = await child.process.wait()

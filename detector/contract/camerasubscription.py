@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from detector.contract.pods import CropBox
+from detector.contract.pods import CropBox, DisplaySubscription, PodSpec, StreamSpec
 
 GROUP = "detector.gasstation.dev"
 VERSION = "v1"
@@ -49,9 +49,40 @@ class CameraSubscriptionSpec(_Spec):
     subscriptions: list[DisplaySubscriptionRef] = Field(min_length=1, max_length=64)
     gpu: int | None = Field(None, ge=0, le=8)
     targetFps: float | None = Field(None, ge=0.1, le=240)
+    reconnectIntervalSec: float = Field(30.0, ge=0.5, le=3600)
+    maxRetries: int = Field(-1, ge=-1)
+    eventMode: Literal["visit", "frame"] = "visit"
+    stableFrames: int = Field(3, ge=1, le=1000)
+    visitGapSec: float = Field(0.7, ge=0.01, le=3600)
 
 
 def resource(name: str, namespace: str, spec: CameraSubscriptionSpec, labels: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": KIND,
             "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
             "spec": spec.model_dump(mode="json", exclude_none=True)}
+
+
+def spec_from_pod(pod: PodSpec, url_secret: SecretKeyRef) -> CameraSubscriptionSpec:
+    """The resource the broker writes for a camera pod: everything but the URL, which stays in the Secret."""
+    if pod.stream.kind == "file":
+        raise ValueError("file streams are for local runs only")
+    return CameraSubscriptionSpec(
+        camera=pod.subscriptions[0].identifier.split(";", 1)[1],
+        stream=StreamRef(kind=pod.stream.kind, urlSecretRef=url_secret,
+                         snapshotIntervalMs=pod.stream.snapshot_interval_ms),
+        subscriptions=[DisplaySubscriptionRef(identifier=d.identifier, modelUrl=d.model_url, modelId=d.model_id,
+                                              modelName=d.model_name, crop=d.crop) for d in pod.subscriptions],
+        targetFps=pod.target_fps, reconnectIntervalSec=pod.reconnect_interval_sec, maxRetries=pod.max_retries,
+        eventMode=pod.event_mode, stableFrames=pod.stable_frames, visitGapSec=pod.visit_gap_s)
+
+
+def pod_from_spec(name: str, spec: CameraSubscriptionSpec, stream_url: str, broker_url: str) -> PodSpec:
+    """The inverse of ``spec_from_pod``: what a camera pod in the cluster (or a restarted broker) rebuilds."""
+    return PodSpec(
+        name=name, stream=StreamSpec(url=stream_url, kind=spec.stream.kind,
+                                     snapshot_interval_ms=spec.stream.snapshotIntervalMs),
+        subscriptions=[DisplaySubscription(identifier=s.identifier, model_url=s.modelUrl, model_id=s.modelId,
+                                           model_name=s.modelName, crop=s.crop) for s in spec.subscriptions],
+        broker_url=broker_url, target_fps=spec.targetFps, reconnect_interval_sec=spec.reconnectIntervalSec,
+        max_retries=spec.maxRetries, event_mode=spec.eventMode, stable_frames=spec.stableFrames,
+        visit_gap_s=spec.visitGapSec)

@@ -77,6 +77,14 @@ class StreamReport(_Closed):
     http_port: int
 
 
+class PodHealth(_Closed):
+    """``GET /healthz`` of a camera pod (probes use the status code; the operator reads the report)."""
+
+    ok: bool
+    detail: str
+    report: StreamReport
+
+
 PodMessage = Annotated[DetectionEvent | StreamReport, Field(discriminator="kind")]
 POD_MESSAGE: TypeAdapter[PodMessage] = TypeAdapter(PodMessage)
 

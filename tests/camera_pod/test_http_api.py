@@ -9,11 +9,14 @@ from fastapi.testclient import TestClient
 from camera_pod.http_api import build_app
 from camera_pod.metrics import PodMetrics
 from camera_pod.streams.frames import Frame
+from detector.contract.pods import PodHealth, StreamReport
 
 
 def test_image_health_and_metrics() -> None:
     frames: list[Frame] = []
-    health = [(True, "starting")]
+    report = StreamReport(online=False, state="connecting", fps=0.0, last_frame_at=None, frames=0, reconnects=0,
+                          last_error=None, http_port=8080)
+    health = [PodHealth(ok=True, detail="starting", report=report)]
     metrics = PodMetrics()
     client = TestClient(build_app(lambda: frames[-1] if frames else None, lambda: health[-1], metrics.registry))
 
@@ -26,9 +29,10 @@ def test_image_health_and_metrics() -> None:
     assert decoded.shape == (480, 640, 3) and abs(int(decoded.mean()) - 120) <= 2
 
     assert client.get("/healthz").status_code == 200
-    health.append((False, "no frames for 30 s"))
+    health.append(PodHealth(ok=False, detail="no frames for 30 s", report=report.model_copy(update={"fps": 1.5})))
     unhealthy = client.get("/healthz")
     assert unhealthy.status_code == 503 and unhealthy.json()["detail"] == "no frames for 30 s"
+    assert PodHealth.model_validate(unhealthy.json()).report.fps == 1.5
 
     metrics.fps.set(9.5)
     metrics.events.labels("d;c", "visit").inc()

@@ -1,0 +1,7 @@
+"""Environment variables that hand a camera pod its work (the local runner and the operator both set them)."""
+
+POD_SPEC_ENV = "DETECTOR_POD_SPEC"  # local runner: the whole PodSpec as JSON (a private child environment)
+SUBSCRIPTION_SPEC_ENV = "DETECTOR_SUBSCRIPTION_SPEC"  # cluster: the CameraSubscription spec as JSON
+STREAM_URL_ENV = "DETECTOR_STREAM_URL"  # cluster: from the Secret the resource references
+POD_NAME_ENV = "DETECTOR_POD_NAME"
+BROKER_URL_ENV = "DETECTOR_BROKER_URL"

@@ -1,0 +1,66 @@
+"""PodSpec ↔ CameraSubscription spec: the resource carries everything but the URL, and converts back losslessly."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from pydantic import ValidationError
+
+from camera_pod.spec_source import SpecError, load_spec
+from detector.contract.camerasubscription import SecretKeyRef, pod_from_spec, resource, spec_from_pod
+from detector.contract.pods import CropBox, DisplaySubscription, PodSpec, StreamSpec
+from tests.operator.test_manifests import _schema
+
+URL = "rtsp://admin:s3cret@10.0.0.5:554/stream1"
+POD = PodSpec(
+    name="cam-0123456789ab", stream=StreamSpec(url=URL, kind="rtsp"),
+    subscriptions=[
+        DisplaySubscription(identifier="display-001;cam-001", model_url="https://m.example/a.mpta", model_id=7,
+                            model_name="gas", crop=CropBox(x1=0, y1=0, x2=320, y2=240)),
+        DisplaySubscription(identifier="display-002;cam-001", model_url="https://m.example/a.mpta", model_id=7,
+                            model_name="gas")],
+    broker_url="ws://broker:8000/internal/pods/cam-0123456789ab", target_fps=5, reconnect_interval_sec=12,
+    max_retries=4, event_mode="frame", stable_frames=5, visit_gap_s=1.5)
+SECRET = SecretKeyRef(name="cam-0123456789ab-stream", key="url")
+
+
+def test_round_trip_keeps_every_field_and_no_credentials() -> None:
+    spec = spec_from_pod(POD, SECRET)
+    document = resource(POD.name, "detectors", spec, {"app.kubernetes.io/managed-by": "detector-broker"})
+    assert "s3cret" not in json.dumps(document) and "10.0.0.5" not in json.dumps(document)
+    jsonschema.validate(document, _schema())
+    assert spec.camera == "cam-001"
+    assert pod_from_spec(POD.name, spec, URL, POD.broker_url) == POD
+
+
+def test_file_streams_never_become_resources() -> None:
+    local = POD.model_copy(update={"stream": StreamSpec(url="/videos/a.mp4", kind="file")})
+    with pytest.raises(ValueError, match="local runs only"):
+        spec_from_pod(local, SECRET)
+
+
+def test_a_cluster_pod_builds_its_spec_from_the_operator_environment() -> None:
+    environ = {"DETECTOR_SUBSCRIPTION_SPEC": spec_from_pod(POD, SECRET).model_dump_json(),
+               "DETECTOR_STREAM_URL": URL, "DETECTOR_POD_NAME": POD.name, "DETECTOR_BROKER_URL": POD.broker_url}
+    assert load_spec(None, environ) == POD
+    assert load_spec(None, {"DETECTOR_POD_SPEC": POD.model_dump_json()}) == POD
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({}, "no pod spec"),
+    ({"DETECTOR_SUBSCRIPTION_SPEC": "{}", "DETECTOR_POD_NAME": "x", "DETECTOR_BROKER_URL": "ws://b"},
+     "DETECTOR_STREAM_URL"),
+    ({"DETECTOR_POD_SPEC": json.dumps({**POD.model_dump(mode="json"), "name": "Not_DNS"})}, "invalid pod spec: name"),
+])
+def test_missing_or_bad_spec_is_explained_without_secrets(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SpecError, match=message) as caught:
+        load_spec(None, environ)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_an_empty_secret_reference_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        spec_from_pod(POD.model_copy(update={"stream": StreamSpec(url=URL, kind="rtsp")}),
+                      SecretKeyRef(name="", key="url"))
