@@ -6,10 +6,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detector.contract.camerasubscription import API_VERSION, KIND, CameraSubscriptionSpec
+from detector.contract.environment import (
+    BROKER_URL_ENV,
+    POD_HTTP_PORT,
+    POD_NAME_ENV,
+    STREAM_URL_ENV,
+    SUBSCRIPTION_SPEC_ENV,
+)
 
-POD_HTTP_PORT = 8080
 SUBSCRIPTION_LABEL = "detector.gasstation.dev/subscription"
-STREAM_URL_ENV = "DETECTOR_STREAM_URL"
 
 
 @dataclass(frozen=True)
@@ -17,12 +22,15 @@ class PodDefaults:
     """Chart values that apply to every camera pod unless the resource overrides them."""
 
     image: str = "ghcr.io/example/camera-detector:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
     gpu: int = 1
     cpu_request: str = "500m"
     memory_request: str = "1Gi"
     memory_limit: str = "4Gi"
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, Any]] = field(default_factory=list)
+    runtime_class: str | None = None  # e.g. "nvidia" where the GPU runtime is not the node default
+    service_account: str | None = None
     broker_url: str = "ws://detector-broker:8000"
     services_secret: str | None = None  # Redis/PostgreSQL credentials for the camera pods' actions
 
@@ -49,8 +57,9 @@ def _env(spec: CameraSubscriptionSpec, name: str, defaults: PodDefaults) -> list
     secret = spec.stream.urlSecretRef
     env: list[dict[str, Any]] = [
         {"name": STREAM_URL_ENV, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}},
-        {"name": "DETECTOR_POD_NAME", "value": name},
-        {"name": "DETECTOR_BROKER_URL", "value": f"{defaults.broker_url.rstrip('/')}/internal/pods/{name}"},
+        {"name": SUBSCRIPTION_SPEC_ENV, "value": spec.model_dump_json(exclude_none=True)},
+        {"name": POD_NAME_ENV, "value": name},
+        {"name": BROKER_URL_ENV, "value": f"{defaults.broker_url.rstrip('/')}/internal/pods/{name}"},
         {"name": "DETECTOR_POD_HOST", "value": "0.0.0.0"},
         {"name": "DETECTOR_POD_PORT", "value": str(POD_HTTP_PORT)},
         {"name": "DETECTOR_LOG_FORMAT", "value": "json"},
@@ -63,7 +72,8 @@ def build_pod(name: str, namespace: str, uid: str, spec: CameraSubscriptionSpec,
     """The camera pod of one CameraSubscription; ``revision`` (a spec hash) names a replacement pod."""
     gpu = defaults.gpu if spec.gpu is None else spec.gpu
     container: dict[str, Any] = {
-        "name": "camera", "image": defaults.image, "args": ["camera-pod"],
+        "name": "camera", "image": defaults.image, "imagePullPolicy": defaults.image_pull_policy,
+        "command": ["/usr/bin/tini", "--", "python", "-P", "-m", "camera_pod"],
         "ports": [{"name": "http", "containerPort": POD_HTTP_PORT}],
         "env": _env(spec, name, defaults),
         "resources": _resources(gpu, defaults),
@@ -87,6 +97,12 @@ def build_pod(name: str, namespace: str, uid: str, spec: CameraSubscriptionSpec,
         pod_spec["nodeSelector"] = dict(defaults.node_selector)
     if defaults.tolerations:
         pod_spec["tolerations"] = list(defaults.tolerations)
+    if defaults.runtime_class:
+        pod_spec["runtimeClassName"] = defaults.runtime_class
+    if defaults.service_account:
+        pod_spec["serviceAccountName"] = defaults.service_account
+    else:
+        pod_spec["automountServiceAccountToken"] = False  # camera pods never talk to the API server
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {

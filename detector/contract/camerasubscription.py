@@ -86,3 +86,32 @@ def pod_from_spec(name: str, spec: CameraSubscriptionSpec, stream_url: str, brok
         broker_url=broker_url, target_fps=spec.targetFps, reconnect_interval_sec=spec.reconnectIntervalSec,
         max_retries=spec.maxRetries, event_mode=spec.eventMode, stable_frames=spec.stableFrames,
         visit_gap_s=spec.visitGapSec)
+
+
+Phase = Literal["Pending", "Running", "Degraded", "Failed"]
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: str | None = None
+
+
+class CameraSubscriptionStatus(BaseModel):
+    """``status`` of a CameraSubscription: written by the operator, read by the broker and ``kubectl get``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase | None = None
+    pod: str | None = None
+    podIP: str | None = None
+    subscribers: int | None = None
+    fps: float | None = None
+    lastFrameTime: str | None = None
+    lastError: str | None = None
+    observedGeneration: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)

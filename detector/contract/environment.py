@@ -5,3 +5,4 @@ SUBSCRIPTION_SPEC_ENV = "DETECTOR_SUBSCRIPTION_SPEC"  # cluster: the CameraSubsc
 STREAM_URL_ENV = "DETECTOR_STREAM_URL"  # cluster: from the Secret the resource references
 POD_NAME_ENV = "DETECTOR_POD_NAME"
 BROKER_URL_ENV = "DETECTOR_BROKER_URL"
+POD_HTTP_PORT = 8080  # cluster: camera pods serve /image, /healthz, /metrics here

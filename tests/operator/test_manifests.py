@@ -9,9 +9,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from detector_operator.manifests import PodDefaults, build_pod
 
 from detector.contract.camerasubscription import CameraSubscriptionSpec, resource
+from detector_operator.manifests import PodDefaults, build_pod
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "camerasubscriptions.yaml").read_text())

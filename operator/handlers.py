@@ -1,0 +1,131 @@
+"""Thin Kopf handlers: each CameraSubscription becomes one camera pod; manifests come from manifests.py.
+
+create/resume/update converge on the pod of the spec's revision; a timer keeps the status true (pod status
+and the pod's /healthz), recreates a pod that vanished or was evicted, and retires older revisions once
+the new pod is ready. Deleting the resource deletes its pods through their owner reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import kopf
+from kubernetes import client as k8s
+from pydantic import ValidationError
+
+from detector.contract.camerasubscription import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    CameraSubscriptionSpec,
+    CameraSubscriptionStatus,
+)
+from detector.contract.environment import POD_HTTP_PORT
+from detector_operator import kube
+from detector_operator.health import read_health
+from detector_operator.manifests import PodDefaults, build_pod
+from detector_operator.pod_status import PodView, stale_pods, summarize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OperatorContext:
+    """What every handler needs, passed as Kopf's ``memo`` (no module-level state)."""
+
+    core: k8s.CoreV1Api
+    defaults: PodDefaults
+    http: httpx.AsyncClient
+    pod_http_port: int = POD_HTTP_PORT
+
+
+def revision_of(spec: CameraSubscriptionSpec) -> str:
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:10]
+
+
+def parse_spec(spec: Mapping[str, Any]) -> CameraSubscriptionSpec:
+    try:
+        return CameraSubscriptionSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                           for e in exc.errors(include_url=False, include_input=False))
+        raise kopf.PermanentError(f"invalid spec: {reason}"[:1000]) from None
+
+
+def _failed(error: kopf.PermanentError, generation: int | None) -> dict[str, Any]:
+    return CameraSubscriptionStatus(
+        phase="Failed", lastError=str(error), observedGeneration=generation, pod=None, podIP=None,
+    ).model_dump(mode="json", exclude={"conditions"}) | {
+        "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": str(error)}]}
+
+
+async def _converge(context: OperatorContext, name: str, namespace: str, uid: str,
+                    spec: CameraSubscriptionSpec) -> tuple[PodView | None, PodView | None]:
+    """Make the pod of this revision exist; retire the others when safe.
+
+    Returns the current pod (None if just created) and the pod replaced because it failed for good.
+    """
+    wanted = build_pod(name, namespace, uid, spec, context.defaults, revision=revision_of(spec))
+    wanted_name = wanted["metadata"]["name"]
+    views = [PodView.of(pod) for pod in await asyncio.to_thread(kube.pods_of, context.core, namespace, name)]
+    current = next((view for view in views if view.name == wanted_name), None)
+    replaced = None
+    if current is not None and current.phase in ("Failed", "Succeeded"):
+        # Evicted or lost with its node: a pod never comes back from these phases; replace it.
+        log.warning("camera pod %s is %s (%s); replacing it", current.name, current.phase, current.problem)
+        await asyncio.to_thread(kube.delete_pod, context.core, namespace, current.name)
+        views, current, replaced = [view for view in views if view is not current], None, current
+    if current is None and await asyncio.to_thread(kube.create_pod, context.core, namespace, wanted):
+        log.info("camera pod %s created", wanted_name)
+    for stale in stale_pods(views, current):
+        log.info("retiring camera pod %s of an older spec", stale)
+        await asyncio.to_thread(kube.delete_pod, context.core, namespace, stale)
+    return current, replaced
+
+
+async def reconcile(spec: Mapping[str, Any], name: str, namespace: str, uid: str, meta: Mapping[str, Any],
+                    patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    context: OperatorContext = memo.context
+    try:
+        parsed = parse_spec(spec)
+    except kopf.PermanentError as error:
+        patch.status.update(_failed(error, meta.get("generation")))
+        raise
+    current, _ = await _converge(context, name, namespace, uid, parsed)
+    if current is None:
+        patch.status.update({"phase": "Pending", "pod": f"{name}-{revision_of(parsed)}", "podIP": None,
+                             "subscribers": len(parsed.subscriptions), "lastError": None,
+                             "observedGeneration": meta.get("generation")})
+
+
+async def refresh_status(spec: Mapping[str, Any], name: str, namespace: str, uid: str, meta: Mapping[str, Any],
+                         status: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    context: OperatorContext = memo.context
+    try:
+        parsed = parse_spec(spec)
+    except kopf.PermanentError:
+        return  # the create/update handler has written the reason; nothing runs for this spec
+    current, replaced = await _converge(context, name, namespace, uid, parsed)
+    health, health_error = None, None
+    if current is not None and current.ip and current.phase == "Running":
+        health, health_error = await read_health(context.http, current.ip, context.pod_http_port)
+    previous = CameraSubscriptionStatus.model_validate(dict(status))
+    fresh = summarize(current, health, health_error, len(parsed.subscriptions), meta.get("generation"),
+                      previous, now=time.time(), replaced=replaced)
+    if fresh != previous:
+        patch.status.update(fresh.model_dump(mode="json"))
+
+
+def register(registry: kopf.OperatorRegistry, *, status_interval_s: float = 10.0) -> None:
+    resource = (GROUP, VERSION, PLURAL)
+    kopf.on.create(*resource, registry=registry)(reconcile)
+    kopf.on.resume(*resource, registry=registry)(reconcile)
+    kopf.on.update(*resource, field="spec", registry=registry)(reconcile)
+    kopf.timer(*resource, interval=status_interval_s, registry=registry)(refresh_status)

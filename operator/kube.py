@@ -1,0 +1,40 @@
+"""The few Kubernetes calls the operator makes, blocking (run them with ``asyncio.to_thread``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from detector_operator.manifests import SUBSCRIPTION_LABEL
+
+
+def create_pod(core: k8s.CoreV1Api, namespace: str, pod: dict[str, Any]) -> bool:
+    """True if created; an existing pod of that name is success too (resume, replayed watch events)."""
+    try:
+        core.create_namespaced_pod(namespace, pod, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+def pods_of(core: k8s.CoreV1Api, namespace: str, subscription: str) -> list[dict[str, Any]]:
+    """The pods of one CameraSubscription, as plain JSON (every revision, oldest first)."""
+    response = core.list_namespaced_pod(namespace, label_selector=f"{SUBSCRIPTION_LABEL}={subscription}",
+                                        _preload_content=False)
+    items: list[dict[str, Any]] = json.loads(response.data).get("items", [])
+    # Filtered here as well: a selector is a request, not a guarantee (some emulators ignore it).
+    mine = [item for item in items if (item["metadata"].get("labels") or {}).get(SUBSCRIPTION_LABEL) == subscription]
+    return sorted(mine, key=lambda item: item["metadata"].get("creationTimestamp") or "")
+
+
+def delete_pod(core: k8s.CoreV1Api, namespace: str, name: str) -> None:
+    try:
+        core.delete_namespaced_pod(name, namespace, _preload_content=False)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

@@ -1,0 +1,43 @@
+"""Operator settings from ``DETECTOR_*`` environment variables (the Helm chart sets them)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from detector_operator.manifests import PodDefaults
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+
+    namespace: str = Field("default", description="the namespace whose CameraSubscriptions this operator serves")
+    camera_image: str = PodDefaults.image
+    camera_image_pull_policy: str = "IfNotPresent"
+    camera_gpu: int = Field(1, ge=0, le=8, description="nvidia.com/gpu per camera pod unless its resource says")
+    camera_cpu_request: str = PodDefaults.cpu_request
+    camera_memory_request: str = PodDefaults.memory_request
+    camera_memory_limit: str = PodDefaults.memory_limit
+    camera_node_selector: dict[str, str] = Field(default_factory=dict)
+    camera_tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    camera_runtime_class: str | None = None
+    camera_service_account: str | None = None
+    broker_url: str = PodDefaults.broker_url
+    services_secret: str | None = Field(None, description="Secret with Redis/PostgreSQL overrides for camera pods")
+    status_interval_sec: float = Field(10.0, ge=0.1, description="how often pod health is read into status")
+    peering: str = Field("detector", description="KopfPeering name: replicas with the same name never both act")
+    peering_priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000),
+                                  description="the highest-priority replica works; distinct by default")
+    operator_health_port: int = Field(8080, ge=1, le=65535, description="Kopf's liveness endpoint")
+
+    def pod_defaults(self) -> PodDefaults:
+        return PodDefaults(
+            image=self.camera_image, image_pull_policy=self.camera_image_pull_policy, gpu=self.camera_gpu,
+            cpu_request=self.camera_cpu_request, memory_request=self.camera_memory_request,
+            memory_limit=self.camera_memory_limit, node_selector=dict(self.camera_node_selector),
+            tolerations=list(self.camera_tolerations), runtime_class=self.camera_runtime_class,
+            service_account=self.camera_service_account, broker_url=self.broker_url,
+            services_secret=self.services_secret)

@@ -1,0 +1,280 @@
+"""The real Kopf operator against kmock's Kubernetes emulator, driven through the API like a cluster would be.
+
+kmock limits designed around (not hidden): resources are registered for discovery; `v1/namespaces` must be
+discoverable but is never listed (scanning disabled: kmock cannot serve GET /api/v1/namespaces); no uid or
+creationTimestamp is generated (seeded here); label selectors are ignored (the operator filters by label
+too); there is no scheduler or kubelet (the test writes pod status); there is no garbage collector (the
+test asserts owner references and deletes owned pods itself, as the cluster's GC would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import kmock
+import kopf
+import kubernetes_validate
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from detector.contract.pods import PodHealth, StreamReport
+from detector_operator import handlers
+from detector_operator.manifests import PodDefaults
+from tests.operator.test_manifests import SPEC
+from tests.support.servers import free_port
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+GROUP, VERSION, PLURAL = "detector.gasstation.dev", "v1", "camerasubscriptions"
+CR = f"{GROUP}/{VERSION}/{PLURAL}"
+NS = "detectors"
+UID = "5f0c7a1e-0000-4000-8000-000000000001"
+VERBS = {"list", "watch", "get", "patch", "create", "delete"}
+STATUS_INTERVAL_S = 0.3
+
+
+class HealthEndpoint:
+    """Stands in for camera pods' /healthz (every pod IP is 127.0.0.1 here)."""
+
+    def __init__(self) -> None:
+        self.health = PodHealth(ok=True, detail="frames flowing", report=StreamReport(
+            online=True, state="streaming", fps=9.87, last_frame_at=1_764_000_000.0, frames=100, reconnects=0,
+            last_error=None, http_port=8080))
+        app = FastAPI()
+        app.get("/healthz")(lambda: JSONResponse(self.health.model_dump(mode="json"),
+                                                 status_code=200 if self.health.ok else 503))
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                                    lifespan="off"))
+
+
+@pytest.fixture
+async def health() -> AsyncIterator[HealthEndpoint]:
+    endpoint = HealthEndpoint()
+    task = asyncio.create_task(endpoint.server.serve())
+    while not endpoint.server.started:
+        await asyncio.sleep(0.02)
+    yield endpoint
+    endpoint.server.should_exit = True
+    await task
+
+
+@pytest.fixture
+def api(kmock: kmock.KubernetesEmulator, health: HealthEndpoint) -> Api:
+    kmock.resources[CR] = {"kind": "CameraSubscription", "singular": "camerasubscription", "namespaced": True,
+                           "verbs": VERBS, "subresources": {"status"}}
+    for plural, kind in (("pods", "Pod"), ("events", "Event"), ("namespaces", "Namespace")):
+        kmock.resources[f"v1/{plural}"] = {"kind": kind, "namespaced": plural != "namespaces", "verbs": VERBS,
+                                           "subresources": {"status"} if plural == "pods" else set()}
+    kmock.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = {
+        "kind": "CustomResourceDefinition", "namespaced": False, "verbs": VERBS}
+    return Api(str(kmock.url).rstrip("/"), health.port)
+
+
+class Api:
+    """What a user (kubectl), the kubelet and the garbage collector do, through the emulated API server.
+
+    The client blocks and the emulator serves from this test's event loop: call it only from threads.
+    """
+
+    def __init__(self, url: str, health_port: int) -> None:
+        self.url, self.health_port = url, health_port
+        client = k8s.ApiClient(k8s.Configuration(host=url))
+        self.core = k8s.CoreV1Api(client)
+        self.custom = k8s.CustomObjectsApi(client)
+
+    @contextlib.asynccontextmanager
+    async def operator(self) -> AsyncIterator[None]:
+        """The real operator, run by the test's own task: on stop, Kopf cancels every task created after it
+        started (documented in kopf's running.py), which would include a fixture's teardown task."""
+        registry = kopf.OperatorRegistry()
+        handlers.register(registry, status_interval_s=STATUS_INTERVAL_S)
+
+        @kopf.on.login(registry=registry)
+        def login(**_: Any) -> kopf.ConnectionInfo:
+            return kopf.ConnectionInfo(server=self.url, insecure=True)
+
+        settings = kopf.OperatorSettings()
+        settings.scanning.disabled = True
+        settings.posting.enabled = False
+        async with httpx.AsyncClient(timeout=2) as http:
+            context = handlers.OperatorContext(self.core, PodDefaults(gpu=1), http, pod_http_port=self.health_port)
+            stop = asyncio.Event()
+            operator = asyncio.create_task(kopf.operator(
+                registry=registry, namespaces=[NS], standalone=True, settings=settings, stop_flag=stop,
+                memo=kopf.Memo(context=context)))
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.wait({operator}, timeout=20)  # Kopf ends its own task cancelled: do not await it
+        assert operator.done(), "the operator did not stop"
+
+    async def create(self, spec: dict[str, Any]) -> None:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CameraSubscription",
+                "metadata": {"name": "cam-001", "namespace": NS, "uid": UID, "generation": 1,
+                             "resourceVersion": "1"},
+                "spec": copy.deepcopy(spec)}
+        await asyncio.to_thread(self.custom.create_namespaced_custom_object, GROUP, VERSION, NS, PLURAL, body)
+
+    async def change(self, spec: dict[str, Any], generation: int) -> None:
+        body = {"metadata": {"generation": generation}, "spec": copy.deepcopy(spec)}
+        await asyncio.to_thread(self.custom.patch_namespaced_custom_object, GROUP, VERSION, NS, PLURAL, "cam-001",
+                                body)
+
+    async def delete(self) -> None:
+        await asyncio.to_thread(self.custom.delete_namespaced_custom_object, GROUP, VERSION, NS, PLURAL, "cam-001")
+
+    def exists(self) -> bool:
+        try:
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "cam-001")
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def status(self) -> dict[str, Any]:
+        try:
+            found = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "cam-001")
+        except ApiException:
+            return {}
+        return dict(found.get("status") or {})
+
+    def pods(self) -> dict[str, dict[str, Any]]:
+        listed = json.loads(self.core.list_namespaced_pod(NS, _preload_content=False).data)
+        return {item["metadata"]["name"]: item for item in listed["items"]}
+
+    async def set_pod_status(self, name: str, status: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.core.patch_namespaced_pod_status, name, NS, {"status": status})
+
+    async def collect_garbage(self) -> list[str]:
+        """The cluster's GC: delete pods whose controller owner is gone."""
+        owners = {item["metadata"].get("uid") for item in (await asyncio.to_thread(
+            self.custom.list_namespaced_custom_object, GROUP, VERSION, NS, PLURAL))["items"]}
+        orphans = [name for name, pod in (await asyncio.to_thread(self.pods)).items()
+                   if pod["metadata"]["ownerReferences"][0]["uid"] not in owners]
+        for name in orphans:
+            await asyncio.to_thread(self.core.delete_namespaced_pod, name, NS)
+        return orphans
+
+
+def running(ready: bool = True, **container_state: Any) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": "Running", "podIP": "127.0.0.1", "conditions": [
+        {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True" if ready else "False"}]}
+    if container_state:
+        status["containerStatuses"] = [{"name": "camera", "ready": ready, "restartCount": 4,
+                                        "image": "camera", "imageID": "", "state": container_state}]
+    return status
+
+
+async def until(condition: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(condition)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
+async def test_create_builds_the_pod_and_status_follows_it(api: Api, health: HealthEndpoint) -> None:
+    async with api.operator():
+        await api.create(SPEC)
+        pods = await until(lambda: api.pods())
+        ((name, pod),) = pods.items()
+        kubernetes_validate.validate(pod, "1.37.0", strict=True)
+        assert pod["metadata"]["ownerReferences"] == [{
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CameraSubscription", "name": "cam-001", "uid": UID,
+            "controller": True, "blockOwnerDeletion": True}]
+        container = pod["spec"]["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["securityContext"]["runAsNonRoot"] is True
+        env = {item["name"]: item for item in container["env"]}
+        assert env["DETECTOR_STREAM_URL"]["valueFrom"] == {"secretKeyRef": {"name": "cam-001-url", "key": "url"}}
+        assert json.loads(env["DETECTOR_SUBSCRIPTION_SPEC"]["value"])["camera"] == "cam-001"
+        status = await until(lambda: api.status().get("pod") == name and api.status())
+        assert status["phase"] == "Pending" and status["subscribers"] == 2
+
+        await api.set_pod_status(name, running())
+        status = await until(lambda: api.status().get("phase") == "Running" and api.status())
+        assert status["fps"] == 9.87 and status["lastFrameTime"] == "2025-11-24T16:00:00Z"
+        assert status["podIP"] == "127.0.0.1" and status["conditions"][0]["status"] == "True"
+
+        failing = health.health.report.model_copy(update={"last_error": "connection refused"})
+        health.health = health.health.model_copy(update={"ok": False, "detail": "no frames", "report": failing})
+        status = await until(lambda: api.status().get("phase") == "Degraded" and api.status())
+        assert status["lastError"] == "connection refused"
+
+
+async def test_a_spec_change_replaces_the_pod_once_the_new_one_is_ready(api: Api) -> None:
+    async with api.operator():
+        await api.create(SPEC)
+        ((first, _),) = (await until(lambda: api.pods())).items()
+        await api.set_pod_status(first, running())
+        await until(lambda: api.status().get("phase") == "Running")
+
+        await api.change({**SPEC, "targetFps": 5}, generation=2)
+        pods = await until(lambda: len(api.pods()) == 2 and api.pods())
+        (second,) = set(pods) - {first}
+        assert json.loads({e["name"]: e for e in pods[second]["spec"]["containers"][0]["env"]}
+                          ["DETECTOR_SUBSCRIPTION_SPEC"]["value"])["targetFps"] == 5
+        await asyncio.sleep(4 * STATUS_INTERVAL_S)
+        assert first in await asyncio.to_thread(api.pods), "the old pod serves until the new one is ready"
+
+        await api.set_pod_status(second, running())
+        await until(lambda: set(api.pods()) == {second})
+        status = await until(lambda: api.status().get("pod") == second and api.status())
+        assert status["observedGeneration"] == 2
+
+
+async def test_pod_failures_show_in_status_with_the_reason(api: Api) -> None:
+    async with api.operator():
+        await api.create(SPEC)
+        ((name, _),) = (await until(lambda: api.pods())).items()
+        await api.set_pod_status(name, running(ready=False, waiting={
+            "reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}))
+        status = await until(lambda: api.status().get("phase") == "Degraded" and api.status())
+        assert status["lastError"].startswith("CrashLoopBackOff: back-off") and "restarts: 4" in status["lastError"]
+
+        await api.set_pod_status(name, {"phase": "Failed", "reason": "Evicted",
+                                        "message": "The node was low on resource: memory."})
+        status = await until(lambda: api.status().get("phase") == "Failed" and api.status())
+        assert status["lastError"] == "Evicted: The node was low on resource: memory."
+        # An evicted pod never comes back: the operator replaces it (same revision, same name).
+        await until(lambda: api.pods().get(name, {}).get("status", {}).get("phase") is None)
+
+
+async def test_invalid_spec_fails_with_a_reason_and_no_pod(api: Api) -> None:
+    async with api.operator():
+        bad = {**SPEC, "subscriptions": [{**SPEC["subscriptions"][0], "identifier": "no-semicolon"}]}
+        await api.create(bad)
+        status = await until(lambda: api.status().get("phase") == "Failed" and api.status())
+        assert "identifier" in status["lastError"]
+        assert status["conditions"][0]["reason"] == "InvalidSpec"
+        await asyncio.sleep(4 * STATUS_INTERVAL_S)
+        assert await asyncio.to_thread(api.pods) == {}
+
+
+async def test_deleting_the_resource_leaves_its_pods_to_the_garbage_collector(api: Api) -> None:
+    async with api.operator():
+        await api.create(SPEC)
+        ((name, _),) = (await until(lambda: api.pods())).items()
+        await api.delete()
+        await until(lambda: not api.exists())  # Kopf's finalizer (it stops the status timer) comes off first
+        assert await api.collect_garbage() == [name]
+        await asyncio.sleep(4 * STATUS_INTERVAL_S)
+        assert await asyncio.to_thread(api.pods) == {}, "nothing recreates the pod of a deleted resource"

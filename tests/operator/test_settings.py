@@ -1,0 +1,46 @@
+"""Operator settings come from the chart's env and shape every camera pod."""
+
+from __future__ import annotations
+
+import json
+
+import kubernetes_validate
+import pytest
+
+from detector.contract.camerasubscription import CameraSubscriptionSpec
+from detector_operator.manifests import build_pod
+from detector_operator.settings import OperatorSettings
+from tests.operator.test_manifests import SPEC
+
+
+def test_env_values_reach_the_camera_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    for name, value in {"DETECTOR_CAMERA_IMAGE": "registry.example/camera:1.2.3", "DETECTOR_CAMERA_GPU": "2",
+                        "DETECTOR_CAMERA_NODE_SELECTOR": json.dumps({"nvidia.com/gpu.present": "true"}),
+                        "DETECTOR_CAMERA_TOLERATIONS": json.dumps([toleration]),
+                        "DETECTOR_CAMERA_RUNTIME_CLASS": "nvidia", "DETECTOR_SERVICES_SECRET": "detector-services",
+                        "DETECTOR_BROKER_URL": "ws://detector-broker.cams.svc:8000"}.items():
+        monkeypatch.setenv(name, value)
+    settings = OperatorSettings()
+    pod = build_pod("cam-001", "cams", "uid-1", CameraSubscriptionSpec.model_validate(SPEC),
+                    settings.pod_defaults(), revision="abc")
+    kubernetes_validate.validate(pod, "1.37.0", strict=True)
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    assert container["image"] == "registry.example/camera:1.2.3"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"} and spec["tolerations"] == [toleration]
+    assert spec["runtimeClassName"] == "nvidia" and spec["automountServiceAccountToken"] is False
+    assert container["envFrom"] == [{"secretRef": {"name": "detector-services"}}]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["DETECTOR_BROKER_URL"] == "ws://detector-broker.cams.svc:8000/internal/pods/cam-001"
+
+
+def test_cpu_only_clusters_get_no_gpu_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DETECTOR_CAMERA_GPU", "0")
+    pod = build_pod("cam-001", "cams", "uid-1", CameraSubscriptionSpec.model_validate(SPEC),
+                    OperatorSettings().pod_defaults(), revision="abc")
+    assert "nvidia.com/gpu" not in pod["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_replicas_get_distinct_peering_priorities() -> None:
+    assert len({OperatorSettings().peering_priority for _ in range(5)}) > 1
