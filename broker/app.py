@@ -29,6 +29,7 @@ def _describe(error: ValidationError) -> str:
 def build_app(broker: Broker) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await broker.restore()  # before serving: a restarted broker knows its cameras before the backend asks
         tasks = [asyncio.create_task(broker.heartbeat()), asyncio.create_task(broker.watch_grace())]
         broker.backend_lost_at = time.monotonic()
         try:
@@ -93,12 +94,16 @@ def build_app(broker: Broker) -> FastAPI:
     @app.get("/camera/{identifier}/image")
     async def camera_image(identifier: str) -> Response:
         pod_name = broker.pod_of(identifier)
-        report = broker.pods.status(pod_name) if pod_name else None
-        if report is None or not report.http_port:
+        try:
+            url = await broker.runner.image_url(pod_name, broker.pods.status(pod_name)) if pod_name else None
+        except Exception as exc:  # the runner cannot tell where the pod is (e.g. the API server is down)
+            log.warning("camera pod address unknown", extra={"pod": pod_name, "error": type(exc).__name__})
+            return JSONResponse({"error": f"camera pod unreachable: {type(exc).__name__}"}, status_code=503)
+        if url is None:
             return JSONResponse({"error": f"unknown subscription or no frame yet: {identifier}"}, status_code=404)
         try:
             async with httpx.AsyncClient(timeout=5) as client:
-                upstream = await client.get(f"http://127.0.0.1:{report.http_port}/image")
+                upstream = await client.get(url)
         except httpx.HTTPError as exc:
             return JSONResponse({"error": f"camera pod unreachable: {type(exc).__name__}"}, status_code=503)
         if upstream.status_code != 200:

@@ -40,3 +40,21 @@ def plan(subscriptions: list[Subscription], settings: BrokerSettings) -> dict[st
             event_mode=settings.event_mode, stable_frames=settings.stable_frames,
             visit_gap_s=settings.visit_gap_sec)
     return specs
+
+
+def _subscription(spec: PodSpec, display: DisplaySubscription) -> Subscription:
+    rtsp, crop = spec.stream.kind == "rtsp", display.crop
+    return Subscription(
+        subscriptionIdentifier=display.identifier, rtspUrl=spec.stream.url if rtsp else None,
+        snapshotUrl=None if rtsp else spec.stream.url, snapshotInterval=spec.stream.snapshot_interval_ms,
+        modelUrl=display.model_url, modelId=display.model_id, modelName=display.model_name,
+        cropX1=crop.x1 if crop else None, cropY1=crop.y1 if crop else None,
+        cropX2=crop.x2 if crop else None, cropY2=crop.y2 if crop else None)
+
+
+def unplan(specs: list[PodSpec]) -> list[Subscription]:
+    """The inverse of ``plan``: the subscriptions running pods serve (what a restarted broker rebuilds)."""
+    if any(spec.stream.kind == "file" for spec in specs):
+        raise ValueError("file streams do not come from subscriptions")
+    subscriptions = [_subscription(spec, display) for spec in specs for display in spec.subscriptions]
+    return sorted(subscriptions, key=lambda s: s.subscriptionIdentifier)

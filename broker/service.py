@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import WebSocket
 
 from broker import protocol
-from broker.planning import plan
+from broker.planning import plan, unplan
 from broker.pods import PodRegistry
 from broker.reporting import GpuProbe, machine_usage
 from broker.runners import Runner
@@ -68,6 +68,13 @@ class Broker:
         specs: dict[str, PodSpec] = plan(wanted, self.settings)
         await self.runner.apply(specs)
         log.info("subscriptions reconciled", extra={"subscriptions": len(wanted), "pods": len(specs)})
+
+    async def restore(self) -> None:
+        """After a restart: adopt the pods the runner still has and the subscriptions they serve."""
+        specs = await self.runner.recover()
+        self.subscriptions = {s.subscriptionIdentifier: s for s in unplan(list(specs.values()))}
+        if specs:
+            log.info("subscriptions restored", extra={"subscriptions": len(self.subscriptions), "pods": len(specs)})
 
     def pod_of(self, identifier: str) -> str | None:
         for name, spec in self.runner.running().items():

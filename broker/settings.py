@@ -27,7 +27,12 @@ class BrokerSettings(BaseSettings):
     stable_frames: int = Field(3, ge=1, description="consistent frames before a visit is announced")
     visit_gap_sec: float = Field(0.7, gt=0, description="no vehicle this long ends a visit")
     max_message_bytes: int = Field(1 << 20, ge=1024)
-    runner: Literal["local", "kubernetes"] = "local"
+    runner: Literal["local", "kubernetes"] = Field(
+        "local", description="local: camera pods are child processes; kubernetes: CameraSubscriptions")
+    namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                           description="kubernetes runner: where the CameraSubscriptions live")
+    broker_id: str = Field("detector-broker", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                           description="kubernetes runner: the managed-by label of this broker's resources")
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> BrokerSettings:

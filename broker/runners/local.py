@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 
 from detector.contract.environment import POD_SPEC_ENV
-from detector.contract.pods import PodSpec
+from detector.contract.pods import PodSpec, StreamReport
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,15 @@ class LocalRunner:
             for name, spec in specs.items():
                 if name not in self._children:
                     self._start(spec)
+
+    async def recover(self) -> dict[str, PodSpec]:
+        """Child processes die with the broker: there is never anything to adopt."""
+        return {}
+
+    async def image_url(self, name: str, report: StreamReport | None) -> str | None:
+        if name not in self._children or report is None or not report.http_port:
+            return None
+        return f"http://127.0.0.1:{report.http_port}/image"
 
     async def close(self) -> None:
         async with self._lock:

@@ -1,0 +1,207 @@
+"""Camera pods in a Kubernetes cluster: one CameraSubscription, and one Secret with its URL, per PodSpec.
+
+The broker only declares what should run; the operator turns each CameraSubscription into a camera pod
+and reports the pod's address in the resource's status. The stream URL, credentials included, lives in
+the Secret ``<name>-stream`` (key ``url``) and never in the resource. Both are written by server-side
+apply under the field manager ``detector-broker``, and only when the PodSpec changed (its digest is
+remembered per name). A restarted broker adopts what its predecessor applied (``recover``), so closing
+the broker stops nothing: the pods keep running in the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from broker.runners import kube
+from broker.settings import BrokerSettings
+from detector.contract.camerasubscription import (
+    MANAGED_BY_LABEL,
+    CameraSubscriptionSpec,
+    SecretKeyRef,
+    pod_from_spec,
+    resource,
+    spec_from_pod,
+)
+from detector.contract.environment import POD_HTTP_PORT
+from detector.contract.pods import PodSpec, StreamReport
+from detector.kit.redaction import redact_text
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+PART_OF = "camera-detector"
+URL_KEY = "url"
+
+
+def secret_name(name: str) -> str:
+    return f"{name}-stream"
+
+
+def build_secret(name: str, namespace: str, url: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secret_name(name), "namespace": namespace, "labels": dict(labels)},
+            "data": {URL_KEY: base64.b64encode(url.encode()).decode()}}
+
+
+def build_resource(pod: PodSpec, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    spec = spec_from_pod(pod, SecretKeyRef(name=secret_name(pod.name), key=URL_KEY))
+    return resource(pod.name, namespace, spec, labels)
+
+
+def _describe(error: Exception) -> str:
+    """For logs: an API error's body may echo what was sent (a Secret's data), so only its status is kept."""
+    if isinstance(error, ApiException):
+        return f"HTTP {error.status} {error.reason}"
+    return redact_text(f"{type(error).__name__}: {error}")[:500]
+
+
+class KubernetesRunner:
+    """The Runner of ``detector run --runner kubernetes``: CameraSubscriptions in ``settings.namespace``."""
+
+    def __init__(self, api: client.ApiClient, settings: BrokerSettings, *, pod_http_port: int = POD_HTTP_PORT):
+        self.namespace = settings.namespace
+        self.labels = {MANAGED_BY_LABEL: settings.broker_id, PART_OF_LABEL: PART_OF}
+        self.pod_http_port = pod_http_port
+        self._broker_url: Callable[[str], str] = settings.pod_broker_url
+        self._secrets = kube.Secrets(client.CoreV1Api(api), settings.namespace)
+        self._subscriptions = kube.CameraSubscriptions(client.CustomObjectsApi(api), settings.namespace)
+        self._applied: dict[str, PodSpec] = {}
+        # Ours in the cluster but in no known state (a failed first write, a resource recover could not
+        # read): the next apply writes it again if wanted and deletes it otherwise.
+        self._adrift: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_environment(cls, settings: BrokerSettings) -> KubernetesRunner:
+        """In a pod: its service account; elsewhere: the current kubeconfig context."""
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        return cls(client.ApiClient(), settings)
+
+    def running(self) -> dict[str, PodSpec]:
+        return dict(self._applied)
+
+    async def apply(self, specs: dict[str, PodSpec]) -> None:
+        async with self._lock:
+            for name in sorted((self._applied.keys() | self._adrift) - specs.keys()):
+                await self._remove(name)
+            for name, spec in specs.items():
+                current = self._applied.get(name)
+                if current is None or current.digest() != spec.digest():
+                    await self._write(spec, current)
+
+    async def close(self) -> None:
+        """Nothing to stop: the cluster keeps the camera pods running and a restarted broker recovers them."""
+
+    async def image_url(self, name: str, report: StreamReport | None) -> str | None:
+        """The pod's address from the resource's status, read now (a replaced pod has a new address)."""
+        found = await self._call(self._subscriptions.get, name)
+        address = ((found or {}).get("status") or {}).get("podIP")
+        if not isinstance(address, str) or not address:
+            return None
+        host = f"[{address}]" if ":" in address else address
+        return f"http://{host}:{self.pod_http_port}/image"
+
+    async def recover(self) -> dict[str, PodSpec]:
+        """Adopt the resources this broker id applied before a restart; delete Secrets left without one."""
+        selector = f"{MANAGED_BY_LABEL}={self.labels[MANAGED_BY_LABEL]}"
+        listed = await self._call(self._subscriptions.list, selector)
+        ours = [item for item in listed if self._is_ours(item)]  # a selector is a request, not a guarantee
+        async with self._lock:
+            for item in ours:
+                name = item["metadata"]["name"]
+                pod = await self._rebuild(name, item.get("spec"))
+                if pod is None:
+                    self._adrift.add(name)
+                else:
+                    self._applied[name] = pod
+            referenced = {secret_name(item["metadata"]["name"]) for item in ours} | {
+                ((item.get("spec") or {}).get("stream") or {}).get("urlSecretRef", {}).get("name") for item in ours}
+            await self._delete_orphan_secrets(referenced, selector)
+            log.info("camera subscriptions recovered", extra={"pods": len(self._applied),
+                                                              "skipped": len(self._adrift)})
+            return dict(self._applied)
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(function, *args)
+
+    def _is_ours(self, item: dict[str, Any]) -> bool:
+        labels = (item.get("metadata") or {}).get("labels") or {}
+        return bool(labels.get(MANAGED_BY_LABEL) == self.labels[MANAGED_BY_LABEL])
+
+    async def _write(self, spec: PodSpec, current: PodSpec | None) -> None:
+        """Secret first (the resource references it), then the resource; on failure the next apply retries."""
+        try:
+            body = build_resource(spec, self.namespace, self.labels)
+            if current is None or current.stream.url != spec.stream.url:
+                secret = build_secret(spec.name, self.namespace, spec.stream.url, self.labels)
+                await self._call(kube.server_side_apply, self._secrets, secret)
+            await self._call(kube.server_side_apply, self._subscriptions, body)
+        except Exception as exc:  # one camera's failure never blocks the others
+            log.error("applying the camera subscription failed; retried on the next change",
+                      extra={"pod": spec.name, "error": _describe(exc)})
+            if current is None:
+                self._adrift.add(spec.name)
+            return
+        self._applied[spec.name] = spec
+        self._adrift.discard(spec.name)
+        log.info("camera subscription applied", extra={"pod": spec.name, "subscriptions": len(spec.subscriptions),
+                                                       "replaced": current is not None})
+
+    async def _remove(self, name: str) -> None:
+        try:
+            await self._call(self._subscriptions.delete, name)
+            await self._call(self._secrets.delete, secret_name(name))
+        except Exception as exc:  # kept as applied: the next apply tries again
+            log.error("deleting the camera subscription failed", extra={"pod": name, "error": _describe(exc)})
+            return
+        self._applied.pop(name, None)
+        self._adrift.discard(name)
+        log.info("camera subscription deleted", extra={"pod": name})
+
+    async def _rebuild(self, name: str, raw_spec: Any) -> PodSpec | None:
+        """The PodSpec a resource and its Secret describe, or None (logged) when either is unusable."""
+        try:
+            spec = CameraSubscriptionSpec.model_validate(raw_spec)
+        except ValidationError as exc:
+            log.error("camera subscription has an invalid spec; not adopted",
+                      extra={"pod": name, "error": redact_text(str(exc))[:500]})
+            return None
+        reference = spec.stream.urlSecretRef
+        secret = await self._call(self._secrets.get, reference.name)
+        encoded = ((secret or {}).get("data") or {}).get(reference.key)
+        try:
+            url = base64.b64decode(encoded, validate=True).decode() if isinstance(encoded, str) else ""
+        except (binascii.Error, UnicodeDecodeError):
+            url = ""
+        if not url:
+            log.error("camera subscription's URL Secret is missing or invalid; not adopted",
+                      extra={"pod": name, "secret": reference.name, "found": secret is not None})
+            return None
+        try:
+            return pod_from_spec(name, spec, url, self._broker_url(name))
+        except ValidationError as exc:
+            log.error("camera subscription does not make a pod spec; not adopted",
+                      extra={"pod": name, "error": redact_text(str(exc))[:500]})
+            return None
+
+    async def _delete_orphan_secrets(self, referenced: set[str | None], selector: str) -> None:
+        for secret in await self._call(self._secrets.list, selector):
+            name = secret["metadata"]["name"]
+            if self._is_ours(secret) and name not in referenced:
+                await self._call(self._secrets.delete, name)
+                log.info("orphan URL Secret deleted", extra={"secret": name})

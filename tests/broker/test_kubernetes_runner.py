@@ -1,0 +1,286 @@
+"""The broker's Kubernetes runner against kmock's emulator: CameraSubscriptions and Secrets, writes, recovery.
+
+Every write the runner makes is counted from the emulator's request log (POST/PUT/PATCH/DELETE), so "no
+change, no write" is checked, not assumed. kmock answers a server-side apply PATCH of a missing object with
+404: the runner then creates it (see ``broker.runners.kube.server_side_apply``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import httpx
+import jsonschema
+import kmock
+import kubernetes_validate
+import pytest
+import yaml
+
+from broker import protocol
+from broker.app import build_app
+from broker.planning import plan, unplan
+from broker.runners.kubernetes import KubernetesRunner, secret_name
+from broker.service import Broker
+from broker.settings import BrokerSettings
+from tests.support import kube
+from tests.support.servers import free_port
+
+pytestmark = pytest.mark.timeout(30)
+
+CR = "detector.gasstation.dev/v1/camerasubscriptions"
+SECRETS = "v1/secrets"
+NS = "cameras"
+BROKER_ID = "test-broker"
+MODEL = {"modelUrl": "https://models.example/gas.mpta", "modelId": 7, "modelName": "gas"}
+CRD = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "camerasubscriptions.yaml").read_text())
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32 + b"\xff\xd9"
+
+
+def subscription(identifier: str, **fields: Any) -> protocol.Subscription:
+    return protocol.Subscription(subscriptionIdentifier=identifier, **MODEL, **fields)
+
+
+CROP = {"cropX1": 10, "cropY1": 20, "cropX2": 330, "cropY2": 260}
+WANTED = [
+    subscription("display-1;cam-a", rtspUrl="rtsp://user:pass@10.0.0.1:554/a", **CROP),  # shared camera...
+    subscription("display-2;cam-a", rtspUrl="rtsp://user:pass@10.0.0.1:554/a"),  # ...without a crop here
+    subscription("display-3;cam-b", snapshotUrl="http://user:pass@10.0.0.2/snap.jpg", snapshotInterval=500),
+    subscription("display-4;cam-c", rtspUrl="rtsp://user:pass@10.0.0.3/c", **CROP),
+]
+
+
+def _schema() -> dict[str, Any]:
+    (version,) = CRD["spec"]["versions"]
+    return version["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
+    kube.register(kmock, CR, "CameraSubscription", subresources={"status"})
+    kube.register(kmock, SECRETS, "Secret")
+    return kmock
+
+
+def new_broker(emulator: kmock.KubernetesEmulator, pod_http_port: int = 8080) -> Broker:
+    settings = BrokerSettings(namespace=NS, broker_id=BROKER_ID, public_url="ws://detector-broker:8000")
+    return Broker(settings, KubernetesRunner(kube.api_client(emulator), settings, pod_http_port=pod_http_port))
+
+
+def name_of(broker: Broker, identifier: str) -> str:
+    name = broker.pod_of(identifier)
+    assert name is not None, identifier
+    return name
+
+
+def resources(emulator: kmock.KubernetesEmulator) -> dict[str, dict[str, Any]]:
+    return kube.live(emulator, CR, NS)
+
+
+def secrets(emulator: kmock.KubernetesEmulator) -> dict[str, dict[str, Any]]:
+    return kube.live(emulator, SECRETS, NS)
+
+
+def url_in(secret: dict[str, Any]) -> str:
+    return base64.b64decode(secret["data"]["url"]).decode()
+
+
+@pytest.fixture
+async def broker(emulator: kmock.KubernetesEmulator) -> Broker:
+    broker = new_broker(emulator)
+    await broker.reconcile(WANTED)
+    return broker
+
+
+# ---- apply ----------------------------------------------------------------------------------------
+
+async def test_one_resource_and_one_secret_per_camera(emulator: kmock.KubernetesEmulator, broker: Broker) -> None:
+    names = {name_of(broker, s.subscriptionIdentifier) for s in WANTED}
+    assert len(names) == 3 and set(resources(emulator)) == names
+    assert set(secrets(emulator)) == {secret_name(name) for name in names}
+    for name, document in resources(emulator).items():
+        jsonschema.validate(document, _schema())
+        assert document["metadata"]["labels"] == {"app.kubernetes.io/managed-by": BROKER_ID,
+                                                  "app.kubernetes.io/part-of": "camera-detector"}
+        assert "pass" not in json.dumps(document), "no credential in the resource"
+        reference = document["spec"]["stream"]["urlSecretRef"]
+        assert reference == {"name": secret_name(name), "key": "url"}
+        assert url_in(secrets(emulator)[reference["name"]]) == broker.runner.running()[name].stream.url
+    shared = resources(emulator)[name_of(broker, "display-1;cam-a")]["spec"]
+    assert [s["identifier"] for s in shared["subscriptions"]] == ["display-1;cam-a", "display-2;cam-a"]
+    assert shared["subscriptions"][0]["crop"] == {"x1": 10, "y1": 20, "x2": 330, "y2": 260}
+    assert "crop" not in shared["subscriptions"][1]
+    snapshot = resources(emulator)[name_of(broker, "display-3;cam-b")]["spec"]["stream"]
+    assert snapshot["kind"] == "snapshot" and snapshot["snapshotIntervalMs"] == 500
+    assert url_in(secrets(emulator)[secret_name(name_of(broker, "display-3;cam-b"))]) == \
+        "http://user:pass@10.0.0.2/snap.jpg"
+
+
+async def test_what_the_runner_sends_is_valid(emulator: kmock.KubernetesEmulator, broker: Broker) -> None:
+    sent = [write for write in kube.writes(emulator) if write.method in ("PATCH", "POST")]
+    assert {(w.plural, w.method) for w in sent} == {("secrets", "PATCH"), ("secrets", "POST"),
+                                                    ("camerasubscriptions", "PATCH"),
+                                                    ("camerasubscriptions", "POST")}
+    applies = [r for r in emulator if str(r.method.value).upper() == "PATCH"]
+    assert {r.headers.get("Content-Type") for r in applies} == {"application/apply-patch+yaml"}
+    assert {r.params.get("fieldManager") for r in applies} == {"detector-broker"}
+    assert {r.params.get("force") for r in applies} == {"true"}
+    patched = {(w.plural, w.name): w.body for w in sent if w.method == "PATCH"}
+    assert all(w.body == patched[w.plural, w.name] for w in sent if w.method == "POST"), "create = the apply body"
+    for write in sent:
+        if write.plural == "secrets":
+            kubernetes_validate.validate(write.body, "1.37.0", strict=True)
+            assert write.body["type"] == "Opaque"
+        else:
+            jsonschema.validate(write.body, _schema())
+            assert "pass@" not in json.dumps(write.body)
+
+
+async def test_the_same_list_again_writes_nothing(emulator: kmock.KubernetesEmulator, broker: Broker) -> None:
+    since = kube.mark(emulator)
+    await broker.reconcile(list(reversed(WANTED)))
+    assert kube.writes(emulator, since) == []
+
+
+async def test_a_shorter_list_deletes_only_what_is_gone(emulator: kmock.KubernetesEmulator, broker: Broker) -> None:
+    gone, kept = name_of(broker, "display-4;cam-c"), name_of(broker, "display-3;cam-b")
+    since = kube.mark(emulator)
+    await broker.reconcile(WANTED[:3])
+    assert {(w.method, w.plural, w.name) for w in kube.writes(emulator, since)} == {
+        ("DELETE", "camerasubscriptions", gone), ("DELETE", "secrets", secret_name(gone))}
+    assert gone not in resources(emulator) and secret_name(gone) not in secrets(emulator)
+    assert kept in resources(emulator) and gone not in broker.runner.running()
+
+
+async def test_a_changed_crop_reapplies_only_that_resource(emulator: kmock.KubernetesEmulator,
+                                                           broker: Broker) -> None:
+    changed = [*WANTED[:3], subscription("display-4;cam-c", rtspUrl="rtsp://user:pass@10.0.0.3/c",
+                                         cropX1=0, cropY1=0, cropX2=64, cropY2=64)]
+    name = name_of(broker, "display-4;cam-c")
+    since = kube.mark(emulator)
+    await broker.reconcile(changed)
+    assert [(w.method, w.plural, w.name) for w in kube.writes(emulator, since)] == [
+        ("PATCH", "camerasubscriptions", name)]
+    assert resources(emulator)[name]["spec"]["subscriptions"][0]["crop"] == {"x1": 0, "y1": 0, "x2": 64, "y2": 64}
+
+
+# ---- restart --------------------------------------------------------------------------------------
+
+def test_unplan_inverts_plan() -> None:
+    settings = BrokerSettings()
+    wanted = [*WANTED, subscription("display-5;cam-d", rtspUrl="rtsp://10.0.0.4/d", snapshotInterval=1000)]
+    specs = plan(wanted, settings)
+    assert set(unplan(list(specs.values()))) == set(wanted)
+    assert plan(unplan(list(specs.values())), settings) == specs
+
+
+async def test_a_restarted_broker_adopts_its_resources(emulator: kmock.KubernetesEmulator, broker: Broker) -> None:
+    restarted = new_broker(emulator)
+    async with build_app(restarted).router.lifespan_context(build_app(restarted)):  # restore() runs here
+        assert restarted.runner.running() == broker.runner.running()
+        assert restarted.subscriptions == broker.subscriptions
+        for identifier in broker.subscriptions:
+            assert restarted.pod_of(identifier) == broker.pod_of(identifier)
+        since = kube.mark(emulator)
+        await restarted.reconcile(WANTED)
+        assert kube.writes(emulator, since) == []
+    assert set(resources(emulator)) == set(broker.runner.running()), "closing the broker stops no camera"
+
+
+async def test_recovery_skips_a_resource_without_secret_and_deletes_orphans(
+        emulator: kmock.KubernetesEmulator, broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
+    broken = name_of(broker, "display-3;cam-b")
+    core = kube.client.CoreV1Api(kube.api_client(emulator))
+    await asyncio.to_thread(core.delete_namespaced_secret, secret_name(broken), NS)
+    for name, labels in (("cam-000000000000-stream", {"app.kubernetes.io/managed-by": BROKER_ID}),
+                         ("someone-elses", {})):
+        await asyncio.to_thread(core.create_namespaced_secret, NS, {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "data": {"url": "eA=="}})
+    foreign = {**resources(emulator)[broken], "metadata": {
+        "name": "cam-0123456789ab", "namespace": NS, "labels": {"app.kubernetes.io/managed-by": "other-broker"}}}
+    custom = kube.client.CustomObjectsApi(kube.api_client(emulator))
+    await asyncio.to_thread(custom.create_namespaced_custom_object, *CR.split("/")[:2], NS, "camerasubscriptions",
+                            foreign)
+
+    restarted = new_broker(emulator)
+    since = kube.mark(emulator)
+    with caplog.at_level(logging.ERROR, logger="broker.runners.kubernetes"):
+        await restarted.restore()
+    assert [(w.method, w.name) for w in kube.writes(emulator, since)] == [("DELETE", "cam-000000000000-stream")]
+    assert set(restarted.runner.running()) == set(broker.runner.running()) - {broken}
+    assert "display-3;cam-b" not in restarted.subscriptions and len(restarted.subscriptions) == 3
+    assert [r.pod for r in caplog.records if "Secret is missing" in r.getMessage()] == [broken]  # type: ignore[attr-defined]
+    assert "someone-elses" in secrets(emulator) and "cam-0123456789ab" in resources(emulator), "not ours"
+
+    since = kube.mark(emulator)
+    await restarted.reconcile(WANTED)  # the skipped camera is written again, whole
+    assert sorted((w.plural, w.name) for w in kube.writes(emulator, since) if w.method == "PATCH") == [
+        ("camerasubscriptions", broken), ("secrets", secret_name(broken))]
+    assert url_in(secrets(emulator)[secret_name(broken)]) == "http://user:pass@10.0.0.2/snap.jpg"
+    await restarted.reconcile([])
+    assert set(resources(emulator)) == {"cam-0123456789ab"}, "another broker's resource is never touched"
+
+
+async def test_a_skipped_resource_no_longer_wanted_is_deleted(emulator: kmock.KubernetesEmulator,
+                                                              broker: Broker) -> None:
+    broken = name_of(broker, "display-3;cam-b")
+    core = kube.client.CoreV1Api(kube.api_client(emulator))
+    await asyncio.to_thread(core.delete_namespaced_secret, secret_name(broken), NS)
+    restarted = new_broker(emulator)
+    await restarted.restore()
+    await restarted.reconcile([s for s in WANTED if s.subscriptionIdentifier != "display-3;cam-b"])
+    assert broken not in resources(emulator)
+
+
+# ---- images ---------------------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def camera_pod_http() -> AsyncIterator[int]:
+    """What a camera pod serves on its HTTP port, reduced to ``GET /image``."""
+    async def image(_: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(body=JPEG, content_type="image/jpeg")
+
+    app = aiohttp.web.Application()
+    app.router.add_get("/image", image)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_image_comes_from_the_pod_ip_in_the_status(emulator: kmock.KubernetesEmulator) -> None:
+    async with camera_pod_http() as port:
+        broker = new_broker(emulator, pod_http_port=port)
+        await broker.reconcile(WANTED)
+        transport = httpx.ASGITransport(app=build_app(broker))
+        async with httpx.AsyncClient(transport=transport, base_url="http://broker") as http:
+            before = await http.get("/camera/display-2;cam-a/image")
+            emulator.objects[CR, NS, name_of(broker, "display-2;cam-a")].patch({"status": {"podIP": "127.0.0.1"}})
+            after = await http.get("/camera/display-2;cam-a/image")
+            unknown = await http.get("/camera/display-9;cam-z/image")
+    assert before.status_code == 404
+    assert before.json() == {"error": "unknown subscription or no frame yet: display-2;cam-a"}
+    assert after.status_code == 200 and after.content == JPEG and after.headers["content-type"] == "image/jpeg"
+    assert unknown.status_code == 404
+
+
+async def test_an_unreachable_pod_is_a_503(emulator: kmock.KubernetesEmulator) -> None:
+    broker = new_broker(emulator, pod_http_port=free_port())  # nothing listens there
+    await broker.reconcile(WANTED)
+    emulator.objects[CR, NS, name_of(broker, "display-1;cam-a")].patch({"status": {"podIP": "127.0.0.1"}})
+    transport = httpx.ASGITransport(app=build_app(broker))
+    async with httpx.AsyncClient(transport=transport, base_url="http://broker") as http:
+        response = await http.get("/camera/display-1;cam-a/image")
+    assert response.status_code == 503 and response.json()["error"].startswith("camera pod unreachable")
