@@ -30,6 +30,9 @@ async def run(settings: OperatorSettings) -> None:
     handlers.register(registry, status_interval_s=settings.status_interval_sec)
     kopf_settings = kopf.OperatorSettings()
     kopf_settings.posting.level = 20  # INFO and above become Kubernetes events on the resource
+    # One namespace, resources known in advance: no cluster-wide watch of namespaces and CRDs, so the
+    # operator needs no ClusterRole at all (API discovery is open to every authenticated client).
+    kopf_settings.scanning.disabled = True
     async with httpx.AsyncClient(timeout=httpx.Timeout(3.0)) as http:
         context = handlers.OperatorContext(core=_core_api(), defaults=settings.pod_defaults(), http=http)
         await kopf.operator(
