@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from camera_pod.actions.overrides import ServiceOverrides
 from camera_pod.actions.services import ServiceSink
 from camera_pod.channel import BrokerChannel
 from camera_pod.metrics import PodMetrics
@@ -53,6 +54,7 @@ class CameraPod:
     metrics: PodMetrics = field(default_factory=PodMetrics)
     outbox: EventOutbox = field(default_factory=EventOutbox)
     hub: StreamHub = field(default_factory=StreamHub)
+    services: ServiceOverrides = field(default_factory=ServiceOverrides)
     model_error: str | None = None
     _started: float = field(default_factory=time.monotonic)
     _subscriptions: list[StreamSubscription] = field(default_factory=list)
@@ -97,6 +99,7 @@ class CameraPod:
         while True:
             try:
                 archive = await store.load(display.model_url)
+                config = self.services.apply(archive.config)
                 break
             except DetectorError as exc:
                 attempt += 1
@@ -107,7 +110,7 @@ class CameraPod:
                 await asyncio.sleep(delay)
         self.model_error = None
         if archive.sha256 not in self._pipelines:
-            sink = ServiceSink(archive.config, client_name=f"camera-pod-{self.spec.name}")
+            sink = ServiceSink(config, client_name=f"camera-pod-{self.spec.name}")
             engine = PipelineEngine(archive, sink, max_workers=self.settings.inference_workers)
             self._pipelines[archive.sha256] = _Pipeline(archive, engine, sink)
         return self._pipelines[archive.sha256]

@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import cv2
 
+from camera_pod.actions.overrides import ServiceOverrides
 from camera_pod.actions.services import ServiceSink
 from camera_pod.annotating import annotate
 from camera_pod.commands.mpta_cli import store_from_settings
@@ -122,7 +123,7 @@ def _file_fps(source: str) -> float | None:
 async def _run(args: argparse.Namespace) -> int:
     settings = PodSettings()
     archive = await store_from_settings(settings).load(args.mpta)
-    sink = None if args.no_actions else ServiceSink(archive.config)
+    sink = None if args.no_actions else ServiceSink(ServiceOverrides().apply(archive.config))
     engine = PipelineEngine(archive, sink, max_workers=settings.inference_workers)
     writer: _VideoWriter | None = None
     display_id, _, camera = args.subscription.partition(";")
