@@ -23,4 +23,7 @@ class PodMetrics:
                                           registry=r, buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.events = Counter("detector_events_total", "events produced", ["subscription", "kind"], registry=r)
         self.action_failures = Counter("detector_action_failures_total", "failed actions", ["action"], registry=r)
+        self.classifications = Counter("detector_classifications_total",
+                                       "leaf classifier results: run, or reused for a vehicle already classified",
+                                       ["subscription", "outcome"], registry=r)
         self.outbox = Gauge("detector_outbox_events", "events waiting for the broker's ack", registry=r)

@@ -20,6 +20,7 @@ from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.outbox import EventOutbox
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.results import FrameResult
+from camera_pod.pipeline.reuse import ClassificationReuse
 from camera_pod.settings import PodSettings
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.cropping import Crop
@@ -120,6 +121,8 @@ class CameraPod:
     async def _serve(self, display: DisplaySubscription, subscription: StreamSubscription,
                      pipeline: _Pipeline) -> None:
         visits = self._visit_tracker(pipeline)
+        reuse = ClassificationReuse(max_age_s=self.settings.classify_interval_s, growth=self.settings.classify_growth) \
+            if self.settings.classify_interval_s > 0 else None
         display_id = display.identifier.split(";", 1)[0]
         while True:
             got = await subscription.next_frame_async(1.0)
@@ -130,9 +133,11 @@ class CameraPod:
                                    captured_at=datetime.fromtimestamp(got.frame.captured_at, UTC))
             started = time.perf_counter()
             try:
-                await self._process(display, pipeline, visits, image, context, got.frame)
+                await self._process(display, pipeline, visits, image, context, got.frame, reuse)
             except Exception:  # one bad frame never stops the camera
                 log.exception("pipeline failed on a frame", extra={"subscription": display.identifier})
+            if reuse is not None:
+                self._count_reuse(display, reuse)
             self.metrics.pipeline_seconds.labels(display.identifier).observe(time.perf_counter() - started)
 
     def _visit_tracker(self, pipeline: _Pipeline) -> VisitTracker | None:
@@ -144,16 +149,23 @@ class CameraPod:
         stable = tracking.stabilityThreshold if tracking else self.spec.stable_frames
         return VisitTracker(stable_frames=stable, gap_s=self.spec.visit_gap_s, method=method)
 
+    def _count_reuse(self, display: DisplaySubscription, reuse: ClassificationReuse) -> None:
+        counter = self.metrics.classifications
+        counter.labels(display.identifier, "reused").inc(reuse.hits)
+        counter.labels(display.identifier, "run").inc(reuse.misses)
+        reuse.hits = reuse.misses = 0
+
     async def _process(self, display: DisplaySubscription, pipeline: _Pipeline, visits: VisitTracker | None,
-                       image: np.ndarray, context: FrameContext, frame: Frame) -> None:
+                       image: np.ndarray, context: FrameContext, frame: Frame,
+                       reuse: ClassificationReuse | None) -> None:
         if visits is None:
-            result = await pipeline.engine.process(image, context)
+            result = await pipeline.engine.process(image, context, reuse=reuse)
             self._count_failures(result)
             fields = result.classified_fields()
             if fields:
                 self._emit(display, fields, frame.captured_at, uuid.uuid4().hex, update=False)
             return
-        result = await pipeline.engine.process(image, context, act=False)
+        result = await pipeline.engine.process(image, context, act=False, reuse=reuse)
         for decision in visits.observe(result, image, frame.captured_at):
             await self._announce(display, pipeline, context, decision)
 

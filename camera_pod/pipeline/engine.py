@@ -22,6 +22,7 @@ from camera_pod.mpta.schema import Node, PostgresUpdateCombined
 from camera_pod.pipeline import cropping
 from camera_pod.pipeline.acting import ActionScope, run_actions
 from camera_pod.pipeline.results import ActionOutcome, FrameResult, FrameStatus, NodeResult
+from camera_pod.pipeline.reuse import ClassificationReuse
 from camera_pod.pipeline.sink import ActionSink
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class _Run:
     context: FrameContext
     session_id: str | None
     sink: ActionSink | None
+    reuse: ClassificationReuse | None = None
     outcomes: list[ActionOutcome] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -90,9 +92,13 @@ class PipelineEngine:
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    async def process(self, frame: Image, context: FrameContext, *, act: bool = True) -> FrameResult:
-        """Run the tree on ``frame``; with ``act=False`` nothing is written (analysis only)."""
-        run = _Run(context, context.session_id, self._sink if act else None)
+    async def process(self, frame: Image, context: FrameContext, *, act: bool = True,
+                      reuse: ClassificationReuse | None = None) -> FrameResult:
+        """Run the tree on ``frame``; with ``act=False`` nothing is written (analysis only).
+
+        ``reuse`` (one per subscription) lets leaf classifiers skip a vehicle they classified recently.
+        """
+        run = _Run(context, context.session_id, self._sink if act else None, reuse)
         started = time.perf_counter()
         root = self._archive.config.pipeline
         try:
@@ -211,8 +217,7 @@ class PipelineEngine:
                             skipped: dict[str, str]) -> dict[str, NodeResult]:
         async def one(branch: Node) -> tuple[str, NodeResult | None]:
             try:
-                return branch.modelId, await self._run_node(branch, self._branch_input(branch, image, regions),
-                                                            run, regions)
+                return branch.modelId, await self._run_branch(branch, image, regions, run)
             except _Incomplete as exc:  # a nested node's waits failed: that subtree writes nothing
                 skipped[branch.modelId] = f"incomplete: {exc}"
                 return branch.modelId, None
@@ -229,6 +234,21 @@ class PipelineEngine:
         parallel_pairs, sequential_pairs = await asyncio.gather(
             asyncio.gather(*(one(branch) for branch in parallel)), in_order(sequential))
         return {model_id: result for model_id, result in [*sequential_pairs, *parallel_pairs] if result is not None}
+
+    async def _run_branch(self, branch: Node, image: Image, regions: Mapping[str, Box], run: _Run) -> NodeResult | None:
+        reusable = (run.reuse is not None and branch.crop and not branch.actions and not branch.branches
+                    and self._archive.models[branch.modelId].task == "classify")
+        if not reusable or run.reuse is None:
+            return await self._run_node(branch, self._branch_input(branch, image, regions), run, regions)
+        box = regions[branch.cropClass or branch.triggerClasses[0]].xyxy
+        now = time.monotonic()
+        cached = run.reuse.lookup(branch.modelId, box, now)
+        if cached is not None:
+            return cached
+        result = await self._run_node(branch, self._branch_input(branch, image, regions), run, regions)
+        if result is not None:
+            run.reuse.store(branch.modelId, box, result, now, (image.shape[1], image.shape[0]))
+        return result
 
     @staticmethod
     def _branch_input(branch: Node, image: Image, regions: Mapping[str, Box]) -> Image:
