@@ -101,6 +101,9 @@ def _phase(current: PodView | None, health: PodHealth | None, health_error: str 
         return "Degraded", current.problem or (health.detail if health else health_error) or "pod not ready"
     if health is not None and not health.ok:
         return "Degraded", health.report.last_error or health.detail
+    if health is None and health_error:
+        # Ready for the kubelet, but the operator cannot see fps or frames: say so instead of "Running".
+        return "Degraded", health_error
     return "Running", None
 
 

@@ -62,6 +62,12 @@ def test_an_unhealthy_camera_is_degraded_with_the_stream_error() -> None:
     assert (status_of(pod(), failing).phase, status_of(pod(), failing).lastError) == ("Degraded", "401 Unauthorized")
 
 
+def test_a_ready_pod_whose_health_cannot_be_read_is_degraded_with_the_reason() -> None:
+    status = summarize(pod(), None, "health endpoint unreachable: ConnectTimeout", 2, 1,
+                       CameraSubscriptionStatus(), NOW)
+    assert (status.phase, status.lastError) == ("Degraded", "health endpoint unreachable: ConnectTimeout")
+
+
 def test_transition_time_is_kept_while_readiness_does_not_change() -> None:
     first = summarize(pod(), HEALTHY, None, 2, 1, CameraSubscriptionStatus(), NOW)
     later = summarize(pod(), HEALTHY, None, 2, 1, first, NOW + 60)
