@@ -14,6 +14,7 @@ import numpy as np
 from camera_pod.actions.overrides import ServiceOverrides
 from camera_pod.actions.services import ServiceSink
 from camera_pod.channel import BrokerChannel
+from camera_pod.inference import selection
 from camera_pod.metrics import PodMetrics
 from camera_pod.mpta.fetching import DownloadLimits
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
@@ -64,11 +65,13 @@ class CameraPod:
     store: ArchiveStore = field(init=False)
 
     def __post_init__(self) -> None:
-        limits = DownloadLimits(max_bytes=self.settings.max_mpta_bytes)
-        self.store = ArchiveStore(self.settings.cache_dir, download_limits=limits)
+        limits = DownloadLimits.from_settings(self.settings)
+        load_model = selection.model_loader(self.settings.cache_dir, selection.options_from_settings(self.settings))
+        self.store = ArchiveStore(self.settings.cache_dir, download_limits=limits, load_model=load_model)
 
     async def run(self) -> None:
-        self.channel = BrokerChannel(self.spec.broker_url, self.outbox, self.report)
+        token = self.settings.auth_token.get_secret_value() if self.settings.auth_token else None
+        self.channel = BrokerChannel(self.spec.broker_url, self.outbox, self.report, token=token)
         config = stream_config(self.spec)
         tasks = [asyncio.create_task(self.channel.run(), name="broker-channel")]
         # Models first: frames decoded while a model loads would only be dropped.

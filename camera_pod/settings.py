@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_cache() -> Path:
@@ -20,9 +20,28 @@ class PodSettings(BaseSettings):
     max_mpta_bytes: int = Field(2 << 30, ge=1, description="largest .mpta download accepted")
     mpta_connect_timeout_s: float = Field(10.0, gt=0)
     mpta_read_timeout_s: float = Field(60.0, gt=0)
+    mpta_total_timeout_s: float = Field(900.0, gt=0, description="a whole .mpta download, however slowly it trickles")
+    auth_token: SecretStr | None = Field(None, description="presented to the broker (its DETECTOR_AUTH_TOKEN)")
     inference_workers: int = Field(4, ge=1, le=64, description="threads for model calls (parallel branches)")
     classify_interval_s: float = Field(2.0, ge=0, description="re-run a vehicle's classifiers at least this often; "
                                                                   "0 classifies every frame")
     classify_growth: float = Field(1.3, ge=1.0, description="re-run them when the vehicle's box grows this much")
+    inference_backend: Literal["onnx", "ultralytics"] = Field(
+        "onnx", description="onnx: each .pt exported once to ONNX and run by ONNX Runtime; ultralytics: torch")
+    inference_providers: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated ONNX Runtime providers, in order; empty: TensorRT, CUDA, CPU as available")
+    inference_threads: int | None = Field(
+        None, ge=1, le=256, description="ONNX Runtime threads per model call; empty: the CPUs this process may use")
+    onnx_imgsz: int | None = Field(
+        None, ge=32, le=4096, multiple_of=32, description="export detectors at this input size; empty: training size")
+    onnx_rect: bool = Field(
+        True, description="detectors take the smallest stride-multiple rectangle around the frame; false: a square")
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
+
+    @field_validator("inference_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value

@@ -8,18 +8,21 @@ import tempfile
 from pathlib import Path
 
 from camera_pod.commands.tree import render_tree
+from camera_pod.inference import selection
 from camera_pod.mpta.errors import MptaError
 from camera_pod.mpta.fetching import DownloadLimits
 from camera_pod.mpta.loading import ArchiveStore
 from camera_pod.mpta.packing import pack
 from camera_pod.settings import PodSettings
 from detector.kit.errors import DetectorError
+from detector.kit.redaction import redact_url
 
 
 def store_from_settings(settings: PodSettings, cache_dir: Path | None = None) -> ArchiveStore:
-    limits = DownloadLimits(max_bytes=settings.max_mpta_bytes, connect_timeout_s=settings.mpta_connect_timeout_s,
-                            read_timeout_s=settings.mpta_read_timeout_s)
-    return ArchiveStore(cache_dir or settings.cache_dir, download_limits=limits)
+    limits = DownloadLimits.from_settings(settings)
+    cache_dir = cache_dir or settings.cache_dir
+    load_model = selection.model_loader(cache_dir, selection.options_from_settings(settings))
+    return ArchiveStore(cache_dir, download_limits=limits, load_model=load_model)
 
 
 def validate_command(args: argparse.Namespace) -> int:
@@ -27,17 +30,18 @@ def validate_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mpta-validate-") as scratch:
         # A throwaway cache: validating must not leave a possibly-hostile archive in the real one.
         store = store_from_settings(settings, Path(scratch))
+        shown = redact_url(args.file)
         try:
             archive = store.load_blocking(args.file)
         except MptaError as exc:
-            print(f"INVALID {args.file}", file=sys.stderr)
+            print(f"INVALID {shown}", file=sys.stderr)
             for issue in exc.issues:
                 print(f"  {issue}", file=sys.stderr)
             return 2
         except DetectorError as exc:
-            print(f"ERROR {args.file}: {exc}", file=sys.stderr)
+            print(f"ERROR {shown}: {exc}", file=sys.stderr)
             return 1
-    print(f"OK {args.file} (sha256 {archive.sha256[:12]})")
+    print(f"OK {shown} (sha256 {archive.sha256[:12]})")
     print(render_tree(archive))
     return 0
 

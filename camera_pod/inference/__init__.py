@@ -1,1 +1,1 @@
-"""One inference interface for every backend (Ultralytics now; ONNX Runtime in the speed work)."""
+"""One inference interface (``models.Model``) for every backend: ONNX Runtime (the default) and Ultralytics."""

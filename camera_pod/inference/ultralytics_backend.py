@@ -27,7 +27,11 @@ def _yolo_class() -> Any:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
     from ultralytics import YOLO
+    from ultralytics.nn import tasks
 
+    # Ultralytics reads ULTRALYTICS_SAFE_LOAD once, when it is first imported: if anything imported it
+    # before this function ran (a tracker, a tool, a test), the variable above came too late. Enforce it.
+    tasks.SAFE_LOAD = True
     return YOLO
 
 
@@ -71,6 +75,19 @@ class UltralyticsModel:
         tracker_ids = boxes.id.cpu().numpy().astype(np.int64) if boxes.id is not None else None
         return Detections(boxes.xyxy.cpu().numpy().astype(np.float32), boxes.conf.cpu().numpy().astype(np.float32),
                           boxes.cls.cpu().numpy().astype(np.int64), self._names, tracker_ids)
+
+    def export_onnx(self, *, imgsz: int | None = None, dynamic: bool = False) -> Path:
+        """Export to ONNX beside the checkpoint: batch 1, float32, no NMS; returns the file.
+
+        ``imgsz`` defaults to the training size, which is also what ``predict`` uses. ``dynamic`` leaves the
+        input's height and width free (what ``predict`` needs for its minimal-rectangle letterbox).
+        """
+        options: dict[str, Any] = {"format": "onnx", "dynamic": dynamic, "simplify": False, "nms": False,
+                                   "batch": 1, "device": "cpu", "verbose": False}
+        if imgsz is not None:
+            options["imgsz"] = imgsz
+        with self._lock:
+            return Path(self._yolo.export(**options))
 
     def classify(self, image: Image) -> Classification:
         with self._lock:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from camera_pod.inference import selection
 from camera_pod.inference.models import Model
-from camera_pod.inference.ultralytics_backend import UltralyticsModel
 from camera_pod.mpta import extracting, fetching
 from camera_pod.mpta.errors import MptaError, issues_from_validation
 from camera_pod.mpta.schema import PipelineConfig
@@ -81,16 +81,21 @@ class ArchiveStore:
     """Content-addressed cache of archives: ``archives/<sha>.mpta`` and ``extracted/<sha>/``.
 
     Loads are de-duplicated: concurrent requests for one source await the same load, and a loaded
-    archive is shared by every subscription that uses it.
+    archive is shared by every subscription that uses it. ``load_model`` defaults to the ONNX Runtime
+    backend, its exports cached in ``onnx/`` (see ``inference.selection``).
     """
 
     cache_dir: Path
     download_limits: fetching.DownloadLimits = field(default_factory=fetching.DownloadLimits)
     extraction_limits: extracting.ExtractionLimits = field(default_factory=extracting.ExtractionLimits)
-    load_model: Callable[[Path], Model] = UltralyticsModel
+    load_model: Callable[[Path], Model] | None = None
+    _load_model: Callable[[Path], Model] = field(init=False)
     _loaded: dict[str, LoadedArchive] = field(default_factory=dict, init=False)
     _sha_by_source: dict[str, str] = field(default_factory=dict, init=False)
     _in_flight: dict[str, asyncio.Future[LoadedArchive]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._load_model = self.load_model or selection.model_loader(self.cache_dir)
 
     async def load(self, source: str) -> LoadedArchive:
         sha = self._sha_by_source.get(source)
@@ -152,4 +157,4 @@ class ArchiveStore:
                     raise
                 os.replace(staging, target)
                 marker.touch()
-        return load_extracted(extracting.find_pipeline_root(target), self.load_model, sha)
+        return load_extracted(extracting.find_pipeline_root(target), self._load_model, sha)
