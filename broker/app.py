@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
 
 import httpx
-from fastapi import FastAPI, Response, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from broker import protocol
+from broker import auth, decoding
 from broker.service import Broker
 from detector.contract.pods import POD_MESSAGE, Ack, DetectionEvent
 
 log = logging.getLogger(__name__)
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}"
-                     for e in error.errors(include_url=False))[:1000]
 
 
 def build_app(broker: Broker) -> FastAPI:
@@ -41,8 +35,18 @@ def build_app(broker: Broker) -> FastAPI:
 
     app = FastAPI(title="camera-detector broker", lifespan=lifespan, docs_url=None, redoc_url=None)
 
+    async def refused(socket: WebSocket) -> bool:
+        """With a token configured, a WebSocket without it is accepted only to be closed with 1008."""
+        reason = auth.refusal(broker.settings.auth_token, socket)
+        if reason is not None:
+            await socket.accept()
+            await socket.close(code=auth.POLICY_VIOLATION, reason=f"authentication required: {reason}")
+        return reason is not None
+
     @app.websocket("/")
     async def backend(socket: WebSocket) -> None:
+        if await refused(socket):
+            return
         await socket.accept()
         previous, broker.backend = broker.backend, socket
         broker.backend_lost_at = None
@@ -55,7 +59,7 @@ def build_app(broker: Broker) -> FastAPI:
         await broker.flush_undelivered()
         try:
             while True:
-                raw = await socket.receive_text()
+                raw = await _receive(socket)
                 try:
                     await _handle_backend_text(broker, raw)
                 except Exception:  # the last line of defence: one message never ends the connection
@@ -71,15 +75,17 @@ def build_app(broker: Broker) -> FastAPI:
 
     @app.websocket("/internal/pods/{name}")
     async def pod(socket: WebSocket, name: str) -> None:
+        if await refused(socket):
+            return
         await socket.accept()
         link = broker.pods.attach(name, socket)
         try:
             while True:
-                raw = await socket.receive_text()
+                raw = await _receive(socket)
                 try:
                     message = POD_MESSAGE.validate_json(raw)
                 except ValidationError as exc:
-                    log.error("bad message from pod", extra={"pod": name, "error": _describe(exc)})
+                    log.error("bad message from pod", extra={"pod": name, "error": decoding.describe(exc)})
                     continue
                 if isinstance(message, DetectionEvent):
                     await broker.on_event(message)
@@ -92,7 +98,9 @@ def build_app(broker: Broker) -> FastAPI:
             broker.pods.detach(link)
 
     @app.get("/camera/{identifier}/image")
-    async def camera_image(identifier: str) -> Response:
+    async def camera_image(identifier: str, request: Request) -> Response:
+        if auth.refusal(broker.settings.auth_token, request) is not None:
+            return JSONResponse({"error": "authentication required"}, status_code=401, headers=auth.CHALLENGE)
         pod_name = broker.pod_of(identifier)
         try:
             url = await broker.runner.image_url(pod_name, broker.pods.status(pod_name)) if pod_name else None
@@ -117,26 +125,27 @@ def build_app(broker: Broker) -> FastAPI:
     return app
 
 
+async def _receive(socket: WebSocket) -> str:
+    """The next message as text: a binary frame is read as UTF-8 (undecodable bytes fail validation)."""
+    message = await socket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if text is not None else (message.get("bytes") or b"").decode("utf-8", "replace")
+
+
 async def _handle_backend_text(broker: Broker, raw: str) -> None:
-    if len(raw.encode()) > broker.settings.max_message_bytes:
-        log.error("backend message too large; ignored", extra={"bytes": len(raw.encode()),
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > broker.settings.max_message_bytes:
+        log.error("backend message too large; ignored", extra={"type": decoding.peek_type(raw), "bytes": size,
                                                                "limit": broker.settings.max_message_bytes})
         return
     try:
-        message = protocol.BACKEND_MESSAGE.validate_json(raw)
-    except ValidationError as exc:
-        kind = _message_type(raw)
-        log.error("invalid backend message; ignored", extra={"type": kind, "error": _describe(exc)})
+        message = decoding.parse_backend_message(raw)
+    except decoding.BadMessage as exc:
+        log.error("invalid backend message; ignored", extra={"type": exc.kind, "error": exc.detail})
         return
     try:
         await broker.handle(message)
     except Exception:  # one message must never take the connection down
         log.exception("handling a backend message failed", extra={"type": message.type})
-
-
-def _message_type(raw: str) -> str:
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        return "(not JSON)"
-    return str(document.get("type"))[:64] if isinstance(document, dict) else f"({type(document).__name__})"

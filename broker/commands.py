@@ -12,6 +12,7 @@ from broker.runners import Runner
 from broker.runners.local import LocalRunner
 from broker.service import Broker
 from broker.settings import BrokerSettings
+from detector.contract.environment import AUTH_TOKEN_ENV
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -32,7 +33,8 @@ def build_runner(settings: BrokerSettings) -> Runner:
         from broker.runners.kubernetes import KubernetesRunner  # the client is slow to import; local runs skip it
 
         return KubernetesRunner.from_environment(settings)
-    return LocalRunner()
+    token = settings.auth_token.get_secret_value() if settings.auth_token else None
+    return LocalRunner(environment={AUTH_TOKEN_ENV: token} if token else {})
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,4 +1,10 @@
-"""Every message between the backend and the worker (shared/spec/protocol.md), as pydantic models."""
+"""Every message between the backend and the worker (shared/spec/protocol.md), as pydantic models.
+
+Backend messages are untrusted (``broker.decoding`` turns raw text into them): numbers must be JSON
+numbers (``"7"`` is not an id, ``true`` is not 1), text has no control characters, identifiers are
+``<display>;<camera>`` of letters, digits and ``_.:@+-``, and URLs are of the allowed schemes only
+(``detector.kit.urls``: rtsp(s) and http(s) streams, http(s) models; never a local path).
+"""
 
 from __future__ import annotations
 
@@ -6,51 +12,77 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from detector.kit.redaction import redact_url
+from detector.kit.urls import HTTP_SCHEMES, RTSP_SCHEMES, check_url
 
 MAX_MESSAGE_BYTES = 1 << 20
-_IDENTIFIER_PART = re.compile(r"^[A-Za-z0-9_.:@+-]{1,128}$")
-_URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
+_IDENTIFIER_PART = re.compile(r"[A-Za-z0-9_.:@+-]{1,128}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # C0/C1 controls and lone surrogates
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+INT64_MAX = 2**63 - 1
+
+
+def _shown(value: str, limit: int = 80) -> str:
+    """A user-supplied string as it may appear in an error message: short, escaped, one line."""
+    return repr(value[:limit]) + ("…" if len(value) > limit else "")
+
+
+def _text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or lone surrogates")
+    return value
+
+
+def _free_text(value: str) -> str:
+    if _CONTROL_BUT_LINES.search(value):
+        raise ValueError("must not contain control characters (other than tab and line breaks) or lone surrogates")
+    return value
+
+
+def _display_identifier(value: str) -> str:
+    if not _IDENTIFIER_PART.fullmatch(value):
+        raise ValueError(f"{_shown(value)}: identifiers use letters, digits and _.:@+- (1 to 128)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+FreeText = Annotated[str, AfterValidator(_free_text)]
+DisplayIdentifier = Annotated[str, AfterValidator(_display_identifier)]
+Id = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+SessionId = Annotated[int, Field(strict=True, ge=-INT64_MAX - 1, le=INT64_MAX)]
+Pixel = Annotated[int, Field(strict=True, ge=0, le=65535)]
 
 
 class _Message(BaseModel):
     # Backends add fields over time: unknown keys are ignored on input, never echoed back.
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)  # inputs may hold passwords
 
 
 def split_identifier(identifier: str) -> tuple[str, str]:
     """``"display-001;cam-001"`` → (``display-001``, ``cam-001``); anything else is rejected."""
     parts = identifier.split(";")
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"{identifier!r} must be '<displayIdentifier>;<cameraIdentifier>' with exactly one ';'")
+        raise ValueError(f"{_shown(identifier)} must be '<displayIdentifier>;<cameraIdentifier>' "
+                         "with exactly one ';'")
     for part in parts:
-        if not _IDENTIFIER_PART.match(part):
-            raise ValueError(f"{part!r}: identifiers use letters, digits and _.:@+- (at most 128)")
+        _display_identifier(part)
     return parts[0], parts[1]
-
-
-def _url(value: str | None, field: str, schemes: tuple[str, ...]) -> str | None:
-    if value is None:
-        return None
-    if not value.lower().startswith(schemes) or len(value) > 2048:
-        raise ValueError(f"{field} must be a {'/'.join(s[:-3] for s in schemes)} URL, got {redact_url(value)[:80]!r}")
-    return value
 
 
 class Subscription(_Message):
     subscriptionIdentifier: str
-    rtspUrl: str | None = None
-    snapshotUrl: str | None = None
-    snapshotInterval: int | None = Field(None, ge=10, le=3_600_000, description="ms")
-    modelUrl: str = Field(min_length=1, max_length=2048)
-    modelId: int = Field(ge=0)
-    modelName: str = Field(max_length=256)
-    cropX1: int | None = Field(None, ge=0, le=65535)
-    cropY1: int | None = Field(None, ge=0, le=65535)
-    cropX2: int | None = Field(None, ge=0, le=65535)
-    cropY2: int | None = Field(None, ge=0, le=65535)
+    rtspUrl: str | None = Field(None, repr=False)  # URLs carry credentials: never in a repr
+    snapshotUrl: str | None = Field(None, repr=False)
+    snapshotInterval: int | None = Field(None, strict=True, ge=10, le=3_600_000, description="ms")
+    modelUrl: str = Field(repr=False, description="http(s) URL of the .mpta; never a local path from the network")
+    modelId: Id
+    modelName: Text = Field(max_length=256)
+    cropX1: Pixel | None = None
+    cropY1: Pixel | None = None
+    cropX2: Pixel | None = None
+    cropY2: Pixel | None = None
 
     @field_validator("subscriptionIdentifier")
     @classmethod
@@ -61,12 +93,17 @@ class Subscription(_Message):
     @field_validator("rtspUrl")
     @classmethod
     def _rtsp(cls, value: str | None) -> str | None:
-        return _url(value, "rtspUrl", ("rtsp://", "rtsps://"))
+        return None if value is None else check_url(value, RTSP_SCHEMES, what="rtspUrl")
 
     @field_validator("snapshotUrl")
     @classmethod
     def _snapshot(cls, value: str | None) -> str | None:
-        return _url(value, "snapshotUrl", ("http://", "https://"))
+        return None if value is None else check_url(value, HTTP_SCHEMES, what="snapshotUrl")
+
+    @field_validator("modelUrl")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_url(value, HTTP_SCHEMES, what="modelUrl")
 
     @model_validator(mode="after")
     def _consistent(self) -> Subscription:
@@ -110,7 +147,7 @@ class SetSubscriptionList(_Message):
         seen: set[str] = set()
         for subscription in self.subscriptions:
             if subscription.subscriptionIdentifier in seen:
-                raise ValueError(f"duplicate subscriptionIdentifier {subscription.subscriptionIdentifier!r}")
+                raise ValueError(f"duplicate subscriptionIdentifier {_shown(subscription.subscriptionIdentifier)}")
             seen.add(subscription.subscriptionIdentifier)
         return self
 
@@ -140,8 +177,8 @@ class RequestState(_Message):
 
 
 class SessionPayload(_Message):
-    displayIdentifier: str = Field(min_length=1, max_length=128)
-    sessionId: int | None
+    displayIdentifier: DisplayIdentifier
+    sessionId: SessionId | None
 
 
 class SetSessionId(_Message):
@@ -153,7 +190,7 @@ ProgressionStage = Literal["welcome", "car_fueling", "car_waitpayment", "car_pos
 
 
 class ProgressionPayload(_Message):
-    displayIdentifier: str = Field(min_length=1, max_length=128)
+    displayIdentifier: DisplayIdentifier
     progressionStage: ProgressionStage | None
 
 
@@ -163,9 +200,9 @@ class SetProgressionStage(_Message):
 
 
 class PatchResultPayload(_Message):
-    sessionId: int
-    success: bool
-    message: str = Field("", max_length=4096)
+    sessionId: SessionId
+    success: bool = Field(strict=True)
+    message: FreeText = Field("", max_length=4096)
 
 
 class PatchSessionResult(_Message):

@@ -1,17 +1,29 @@
-"""``detector protocol-test``: walk the spec's typical flow against any worker, one PASS/FAIL per step."""
+"""``detector protocol-test``: walk the spec's typical flow against any worker, one PASS/FAIL per step.
+
+A worker loads models from http(s) URLs only; a local ``--model-url`` file is served over HTTP on
+127.0.0.1 for the duration of the walk (so it works against a worker on this machine).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import http.server
 import json
+import os
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import websockets
+
+from detector.contract.environment import AUTH_TOKEN_ENV
+from detector.kit.redaction import redact_text, redact_url
 
 Message = dict[str, Any]
 
@@ -49,7 +61,39 @@ def _report_lists(identifier: str, online: bool | None = None) -> Callable[[Mess
     return matches
 
 
-async def walk(url: str, subscription: Message, timeout: float, report: Callable[[str, bool, str], None]) -> bool:
+@contextlib.contextmanager
+def served_model(source: str) -> Iterator[str]:
+    """``source`` if it is an http(s) URL; else the local file, served on 127.0.0.1 while the block runs."""
+    if source.lower().startswith(("http://", "https://")):
+        yield source
+        return
+    archive = Path(source).read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(archive)))
+            self.end_headers()
+            self.wfile.write(archive)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{Path(source).name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def walk(url: str, subscription: Message, timeout: float, report: Callable[[str, bool, str], None],
+               token: str | None = None) -> bool:
     identifier = subscription["subscriptionIdentifier"]
     display = identifier.split(";")[0]
     results: list[bool] = []
@@ -63,7 +107,8 @@ async def walk(url: str, subscription: Message, timeout: float, report: Callable
             results.append(False)
             report(name, False, f"{type(exc).__name__}: {exc}")
 
-    async with websockets.connect(url, open_timeout=timeout, max_size=16 << 20) as socket:
+    async with websockets.connect(url, open_timeout=timeout, max_size=16 << 20,
+                                  additional_headers=auth_headers(token)) as socket:
         client = FlowClient(socket)
 
         async def heartbeat() -> str:
@@ -83,7 +128,7 @@ async def walk(url: str, subscription: Message, timeout: float, report: Callable
 
         async def image() -> str:
             http_url = url.replace("ws://", "http://").replace("wss://", "https://").rstrip("/")
-            async with httpx.AsyncClient(timeout=10) as http:
+            async with httpx.AsyncClient(timeout=10, headers=auth_headers(token)) as http:
                 response = await http.get(f"{http_url}/camera/{identifier.replace(';', '%3B')}/image")
             if response.status_code != 200 or response.headers.get("content-type") != "image/jpeg":
                 raise AssertionError(f"HTTP {response.status_code} {response.headers.get('content-type')}")
@@ -119,17 +164,22 @@ async def walk(url: str, subscription: Message, timeout: float, report: Callable
 
 
 def protocol_test_command(args: argparse.Namespace) -> int:
-    subscription = {"subscriptionIdentifier": args.subscription, "modelUrl": args.model_url, "modelId": 1,
-                    "modelName": "protocol-test"}
+    subscription: Message = {"subscriptionIdentifier": args.subscription, "modelId": 1, "modelName": "protocol-test"}
     if args.rtsp_url:
         subscription["rtspUrl"] = args.rtsp_url
     else:
         subscription.update(snapshotUrl=args.snapshot_url, snapshotInterval=args.snapshot_interval)
 
     def report(name: str, ok: bool, detail: str) -> None:
-        print(f"{'PASS' if ok else 'FAIL'}  {name:14s} {detail}", flush=True)
+        print(f"{'PASS' if ok else 'FAIL'}  {name:14s} {redact_text(detail)}", flush=True)
 
-    passed = asyncio.run(walk(args.url, subscription, args.timeout, report))
+    with served_model(args.model_url) as model_url:
+        subscription["modelUrl"] = model_url
+        try:
+            passed = asyncio.run(walk(args.url, subscription, args.timeout, report, token=args.token))
+        except (OSError, TimeoutError, websockets.WebSocketException) as exc:  # no connection at all
+            report("connect", False, f"{redact_url(args.url)}: {type(exc).__name__}: {exc}")
+            passed = False
     print("all steps passed" if passed else "some steps failed")
     return 0 if passed else 1
 
@@ -137,11 +187,15 @@ def protocol_test_command(args: argparse.Namespace) -> int:
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = subparsers.add_parser("protocol-test", help="walk the backend protocol against a running worker")
     check.add_argument("--url", default="ws://127.0.0.1:8000/", help="the worker's WebSocket URL")
-    check.add_argument("--model-url", required=True, help=".mpta URL or path the worker can load")
+    check.add_argument("--model-url", required=True,
+                       help=".mpta http(s) URL, or a local file (served on 127.0.0.1 to a worker on this machine)")
     camera = check.add_mutually_exclusive_group(required=True)
     camera.add_argument("--rtsp-url")
     camera.add_argument("--snapshot-url")
     check.add_argument("--snapshot-interval", type=int, default=500, help="ms")
     check.add_argument("--subscription", default="protocol-test;cam-1")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a camera to go online")
+    check.add_argument("--token", default=os.environ.get(AUTH_TOKEN_ENV) or None,
+                       help=f"the worker's auth token (default: env {AUTH_TOKEN_ENV}; prefer the variable, a "
+                            "command line is visible to every user of the machine)")
     check.set_defaults(handler=protocol_test_command)

@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class BrokerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+    # hide_input_in_errors: a refused value (the auth token) is never printed back.
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore", hide_input_in_errors=True)
 
     host: str = "0.0.0.0"
     port: int = Field(8000, ge=0, le=65535)
@@ -33,6 +34,15 @@ class BrokerSettings(BaseSettings):
                            description="kubernetes runner: where the CameraSubscriptions live")
     broker_id: str = Field("detector-broker", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
                            description="kubernetes runner: the managed-by label of this broker's resources")
+    auth_token: SecretStr | None = Field(
+        None, min_length=16, max_length=4096,
+        description="shared token the backend (and camera pods) must present on /, /camera/ and /internal/pods/; "
+                    "unset: no authentication (the embedded default)")
+
+    @field_validator("auth_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> BrokerSettings:

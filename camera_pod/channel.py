@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 class BrokerChannel:
     def __init__(self, url: str, outbox: EventOutbox, report: Callable[[], StreamReport], *,
-                 report_interval_s: float = 1.0) -> None:
+                 report_interval_s: float = 1.0, token: str | None = None) -> None:
         self._url = url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._outbox = outbox
         self._report = report
         self._report_interval_s = report_interval_s
@@ -36,7 +37,8 @@ class BrokerChannel:
         attempt = 0
         while True:
             try:
-                async with websockets.connect(self._url, open_timeout=5, ping_interval=10, max_size=1 << 20) as ws:
+                async with websockets.connect(self._url, open_timeout=5, ping_interval=10, max_size=1 << 20,
+                                              additional_headers=self._headers) as ws:
                     attempt = 0
                     self.connected.set()
                     log.info("connected to broker", extra={"broker": redact_url(self._url)})
@@ -45,8 +47,12 @@ class BrokerChannel:
                 self.connected.clear()
                 attempt += 1
                 delay = random.uniform(0.25, min(5.0, 0.5 * 2 ** min(attempt, 4)))
-                log.warning("broker link down", extra={"error": f"{type(exc).__name__}: {exc}",
-                                                       "retry_in_s": round(delay, 2)})
+                if _refused(exc):
+                    log.error("the broker refused this pod's token: set DETECTOR_AUTH_TOKEN to the broker's",
+                              extra={"retry_in_s": round(delay, 2)})
+                else:
+                    log.warning("broker link down", extra={"error": f"{type(exc).__name__}: {exc}",
+                                                           "retry_in_s": round(delay, 2)})
                 await asyncio.sleep(delay)
 
     async def _send_loop(self, ws: websockets.ClientConnection) -> None:
@@ -66,3 +72,8 @@ class BrokerChannel:
                 log.error("bad message from broker", extra={"error": str(exc)[:500]})
                 continue
             self._outbox.acknowledge(message.ids)
+
+
+def _refused(error: BaseException) -> bool:
+    """The broker closed the link with 1008 (policy violation): this pod's auth token is missing or wrong."""
+    return isinstance(error, websockets.ConnectionClosed) and error.rcvd is not None and error.rcvd.code == 1008

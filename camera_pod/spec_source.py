@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from detector.contract.camerasubscription import CameraSubscriptionSpec, pod_from_spec
 from detector.contract.environment import (
     BROKER_URL_ENV,
+    MODEL_URLS_ENV,
     POD_NAME_ENV,
     POD_SPEC_ENV,
     STREAM_URL_ENV,
     SUBSCRIPTION_SPEC_ENV,
 )
 from detector.contract.pods import PodSpec
+
+_MODEL_URLS: TypeAdapter[dict[str, str]] = TypeAdapter(dict[str, str])
 
 
 class SpecError(Exception):
@@ -41,7 +44,11 @@ def _from_resource(environ: Mapping[str, str]) -> PodSpec:
     if missing:
         raise SpecError(f"{SUBSCRIPTION_SPEC_ENV} is set but {', '.join(missing)} is not")
     spec = CameraSubscriptionSpec.model_validate_json(environ[SUBSCRIPTION_SPEC_ENV])
-    return pod_from_spec(environ[POD_NAME_ENV], spec, environ[STREAM_URL_ENV], environ[BROKER_URL_ENV])
+    try:
+        model_urls = _MODEL_URLS.validate_json(environ.get(MODEL_URLS_ENV) or "{}")
+    except ValidationError:
+        raise SpecError(f"{MODEL_URLS_ENV} is not a JSON object of URLs") from None
+    return pod_from_spec(environ[POD_NAME_ENV], spec, environ[STREAM_URL_ENV], environ[BROKER_URL_ENV], model_urls)
 
 
 def _describe(error: ValidationError) -> str:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.contract.camerasubscription import API_VERSION, KIND, CameraSubscriptionSpec
+from detector.contract.camerasubscription import API_VERSION, KIND, MODEL_URLS_KEY, CameraSubscriptionSpec
 from detector.contract.environment import (
+    AUTH_TOKEN_ENV,
     BROKER_URL_ENV,
+    MODEL_URLS_ENV,
     POD_HTTP_PORT,
     POD_NAME_ENV,
     STREAM_URL_ENV,
     SUBSCRIPTION_SPEC_ENV,
 )
 
+CACHE_MOUNT = "/var/cache/detector"
 SUBSCRIPTION_LABEL = "detector.gasstation.dev/subscription"
 
 
@@ -33,6 +36,10 @@ class PodDefaults:
     service_account: str | None = None
     broker_url: str = "ws://detector-broker:8000"
     services_secret: str | None = None  # Redis/PostgreSQL credentials for the camera pods' actions
+    auth_secret: str | None = None  # Secret whose key "token" is the broker's shared token (DETECTOR_AUTH_TOKEN)
+
+
+AUTH_SECRET_KEY = "token"
 
 
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
@@ -57,13 +64,20 @@ def _env(spec: CameraSubscriptionSpec, name: str, defaults: PodDefaults) -> list
     secret = spec.stream.urlSecretRef
     env: list[dict[str, Any]] = [
         {"name": STREAM_URL_ENV, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}},
+        # Model URLs with credentials (the spec shows them masked); absent when there are none.
+        {"name": MODEL_URLS_ENV,
+         "valueFrom": {"secretKeyRef": {"name": secret.name, "key": MODEL_URLS_KEY, "optional": True}}},
         {"name": SUBSCRIPTION_SPEC_ENV, "value": spec.model_dump_json(exclude_none=True)},
         {"name": POD_NAME_ENV, "value": name},
         {"name": BROKER_URL_ENV, "value": f"{defaults.broker_url.rstrip('/')}/internal/pods/{name}"},
         {"name": "DETECTOR_POD_HOST", "value": "0.0.0.0"},
         {"name": "DETECTOR_POD_PORT", "value": str(POD_HTTP_PORT)},
+        {"name": "DETECTOR_CACHE_DIR", "value": CACHE_MOUNT},  # the writable volume, whatever the image says
         {"name": "DETECTOR_LOG_FORMAT", "value": "json"},
     ]
+    if defaults.auth_secret:
+        env.append({"name": AUTH_TOKEN_ENV,
+                    "valueFrom": {"secretKeyRef": {"name": defaults.auth_secret, "key": AUTH_SECRET_KEY}}})
     return env
 
 
@@ -81,7 +95,7 @@ def build_pod(name: str, namespace: str, uid: str, spec: CameraSubscriptionSpec,
         "livenessProbe": _probe("/healthz", 10, 6),
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "cache", "mountPath": "/var/cache/detector"},
+        "volumeMounts": [{"name": "cache", "mountPath": CACHE_MOUNT},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
     if defaults.services_secret:

@@ -27,6 +27,7 @@ class OperatorSettings(BaseSettings):
     camera_service_account: str | None = None
     broker_url: str = PodDefaults.broker_url
     services_secret: str | None = Field(None, description="Secret with Redis/PostgreSQL overrides for camera pods")
+    auth_secret: str | None = Field(None, description="Secret whose key 'token' camera pods present to the broker")
     status_interval_sec: float = Field(10.0, ge=0.1, description="how often pod health is read into status")
     peering: str = Field("detector", description="KopfPeering name: replicas with the same name never both act")
     peering_priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000),
@@ -40,4 +41,4 @@ class OperatorSettings(BaseSettings):
             memory_limit=self.camera_memory_limit, node_selector=dict(self.camera_node_selector),
             tolerations=list(self.camera_tolerations), runtime_class=self.camera_runtime_class,
             service_account=self.camera_service_account, broker_url=self.broker_url,
-            services_secret=self.services_secret)
+            services_secret=self.services_secret, auth_secret=self.auth_secret)

@@ -2,7 +2,8 @@
 
 The broker only declares what should run; the operator turns each CameraSubscription into a camera pod
 and reports the pod's address in the resource's status. The stream URL, credentials included, lives in
-the Secret ``<name>-stream`` (key ``url``) and never in the resource. Both are written by server-side
+the Secret ``<name>-stream`` (key ``url``) and never in the resource; so do model URLs with credentials
+(key ``models``; the resource shows them masked). Both are written by server-side
 apply under the field manager ``detector-broker``, and only when the PodSpec changed (its digest is
 remembered per name). A restarted broker adopts what its predecessor applied (``recover``), so closing
 the broker stops nothing: the pods keep running in the cluster.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,10 +27,12 @@ from broker.runners import kube
 from broker.settings import BrokerSettings
 from detector.contract.camerasubscription import (
     MANAGED_BY_LABEL,
+    MODEL_URLS_KEY,
     CameraSubscriptionSpec,
     SecretKeyRef,
     pod_from_spec,
     resource,
+    secret_model_urls,
     spec_from_pod,
 )
 from detector.contract.environment import POD_HTTP_PORT
@@ -47,15 +51,35 @@ def secret_name(name: str) -> str:
     return f"{name}-stream"
 
 
-def build_secret(name: str, namespace: str, url: str, labels: dict[str, str]) -> dict[str, Any]:
+def _encoded(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def secret_data(pod: PodSpec) -> dict[str, str]:
+    """What a pod's Secret holds, before encoding: its stream URL, and its model URLs with credentials."""
+    return {URL_KEY: pod.stream.url, MODEL_URLS_KEY: json.dumps(secret_model_urls(pod), sort_keys=True)}
+
+
+def build_secret(name: str, namespace: str, url: str, labels: dict[str, str],
+                 model_urls: dict[str, str] | None = None) -> dict[str, Any]:
+    """``models`` is always written (``{}`` when no model URL has credentials): an apply never leaves a stale one."""
+    data = {URL_KEY: _encoded(url), MODEL_URLS_KEY: _encoded(json.dumps(model_urls or {}, sort_keys=True))}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": secret_name(name), "namespace": namespace, "labels": dict(labels)},
-            "data": {URL_KEY: base64.b64encode(url.encode()).decode()}}
+            "data": data}
 
 
 def build_resource(pod: PodSpec, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
     spec = spec_from_pod(pod, SecretKeyRef(name=secret_name(pod.name), key=URL_KEY))
     return resource(pod.name, namespace, spec, labels)
+
+
+def _decoded(encoded: Any) -> str:
+    """A Secret's base64 value as text; "" when absent or not valid base64 UTF-8."""
+    try:
+        return base64.b64decode(encoded, validate=True).decode() if isinstance(encoded, str) else ""
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
 
 
 def _describe(error: Exception) -> str:
@@ -147,8 +171,8 @@ class KubernetesRunner:
         """Secret first (the resource references it), then the resource; on failure the next apply retries."""
         try:
             body = build_resource(spec, self.namespace, self.labels)
-            if current is None or current.stream.url != spec.stream.url:
-                secret = build_secret(spec.name, self.namespace, spec.stream.url, self.labels)
+            if current is None or secret_data(current) != secret_data(spec):
+                secret = build_secret(spec.name, self.namespace, spec.stream.url, self.labels, secret_model_urls(spec))
                 await self._call(kube.server_side_apply, self._secrets, secret)
             await self._call(kube.server_side_apply, self._subscriptions, body)
         except Exception as exc:  # one camera's failure never blocks the others
@@ -183,17 +207,22 @@ class KubernetesRunner:
             return None
         reference = spec.stream.urlSecretRef
         secret = await self._call(self._secrets.get, reference.name)
-        encoded = ((secret or {}).get("data") or {}).get(reference.key)
-        try:
-            url = base64.b64decode(encoded, validate=True).decode() if isinstance(encoded, str) else ""
-        except (binascii.Error, UnicodeDecodeError):
-            url = ""
+        data = (secret or {}).get("data") or {}
+        url = _decoded(data.get(reference.key))
         if not url:
             log.error("camera subscription's URL Secret is missing or invalid; not adopted",
                       extra={"pod": name, "secret": reference.name, "found": secret is not None})
             return None
         try:
-            return pod_from_spec(name, spec, url, self._broker_url(name))
+            model_urls = json.loads(_decoded(data.get(MODEL_URLS_KEY)) or "{}")
+        except ValueError:
+            model_urls = None
+        if not isinstance(model_urls, dict):
+            log.error("camera subscription's model URLs in its Secret are invalid; not adopted",
+                      extra={"pod": name, "secret": reference.name})
+            return None
+        try:
+            return pod_from_spec(name, spec, url, self._broker_url(name), model_urls)
         except ValidationError as exc:
             log.error("camera subscription does not make a pod spec; not adopted",
                       extra={"pod": name, "error": redact_text(str(exc))[:500]})

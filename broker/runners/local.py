@@ -28,6 +28,8 @@ class _Child:
 class LocalRunner:
     max_backoff_s: float = 30.0
     stop_timeout_s: float = 10.0
+    # Added to the broker's own environment for every pod (e.g. the auth token from a config file).
+    environment: dict[str, str] = field(default_factory=dict)
     _children: dict[str, _Child] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -67,7 +69,8 @@ class LocalRunner:
 
     async def _supervise(self, child: _Child) -> None:
         while not child.stopping:
-            environment = {**os.environ, POD_SPEC_ENV: child.spec.model_dump_json(), "DETECTOR_EXIT_WITH_PARENT": "1"}
+            environment = {**os.environ, **self.environment, POD_SPEC_ENV: child.spec.model_dump_json(),
+                           "DETECTOR_EXIT_WITH_PARENT": "1"}
             child.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-P", "-m", "camera_pod", env=environment, start_new_session=True)
             code = await child.process.wait()

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # ASCII only: no lookalikes; used with fullmatch
 DEFAULT_SCHEMA = "gas_station_1"
 
 
@@ -27,7 +27,7 @@ def _archive_member(value: str) -> str:
 
 
 def _identifier(value: str) -> str:
-    if not IDENTIFIER.match(value):
+    if not IDENTIFIER.fullmatch(value):  # ("$" would let "cars\n" through)
         raise ValueError(f"{value!r} is not a valid SQL identifier (letters, digits, _; max 63; no leading digit)")
     return value
 

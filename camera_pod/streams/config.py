@@ -12,9 +12,9 @@ StreamKind = Literal["rtsp", "snapshot", "file"]
 
 
 class StreamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # URLs carry credentials
 
-    url: str = Field(min_length=1, description="rtsp(s)://, http(s):// snapshot URL, or a file path")
+    url: str = Field(min_length=1, repr=False, description="rtsp(s)://, http(s):// snapshot URL, or a file path")
     kind: StreamKind
     transport: Literal["tcp", "udp"] = "tcp"
     target_fps: float | None = Field(None, gt=0, le=240, description="deliver at most this many frames/s")

@@ -1,16 +1,21 @@
 """The CameraSubscription custom resource (crds/camerasubscriptions.yaml) as pydantic models.
 
 The broker's Kubernetes runner writes these; the operator reads them. Stream URLs never appear here:
-``stream.urlSecretRef`` names the Secret key that holds the URL with its credentials.
+``stream.urlSecretRef`` names the Secret key that holds the URL with its credentials. A model URL with
+credentials appears masked (``https://user:***@host/...``); the real one is in the same Secret, under
+``MODEL_URLS_KEY`` (JSON: display identifier → URL), which camera pods receive as ``DETECTOR_MODEL_URLS``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from detector.contract.pods import CropBox, DisplaySubscription, PodSpec, StreamSpec
+from detector.kit.redaction import redact_url
+from detector.kit.urls import HTTP_SCHEMES, check_url
 
 GROUP = "detector.gasstation.dev"
 VERSION = "v1"
@@ -18,10 +23,11 @@ PLURAL = "camerasubscriptions"
 KIND = "CameraSubscription"
 API_VERSION = f"{GROUP}/{VERSION}"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MODEL_URLS_KEY = "models"  # key of the stream URL's Secret with the model URLs that carry credentials
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class SecretKeyRef(_Spec):
@@ -41,6 +47,11 @@ class DisplaySubscriptionRef(_Spec):
     modelId: int = Field(ge=0)
     modelName: str = Field(max_length=256)
     crop: CropBox | None = None
+
+    @field_validator("modelUrl")
+    @classmethod
+    def _model_url(cls, value: str) -> str:
+        return check_url(value, HTTP_SCHEMES, what="modelUrl")
 
 
 class CameraSubscriptionSpec(_Spec):
@@ -70,19 +81,31 @@ def spec_from_pod(pod: PodSpec, url_secret: SecretKeyRef) -> CameraSubscriptionS
         camera=pod.subscriptions[0].identifier.split(";", 1)[1],
         stream=StreamRef(kind=pod.stream.kind, urlSecretRef=url_secret,
                          snapshotIntervalMs=pod.stream.snapshot_interval_ms),
-        subscriptions=[DisplaySubscriptionRef(identifier=d.identifier, modelUrl=d.model_url, modelId=d.model_id,
-                                              modelName=d.model_name, crop=d.crop) for d in pod.subscriptions],
+        subscriptions=[DisplaySubscriptionRef(identifier=d.identifier, modelUrl=redact_url(d.model_url),
+                                              modelId=d.model_id, modelName=d.model_name, crop=d.crop)
+                       for d in pod.subscriptions],
         targetFps=pod.target_fps, reconnectIntervalSec=pod.reconnect_interval_sec, maxRetries=pod.max_retries,
         eventMode=pod.event_mode, stableFrames=pod.stable_frames, visitGapSec=pod.visit_gap_s)
 
 
-def pod_from_spec(name: str, spec: CameraSubscriptionSpec, stream_url: str, broker_url: str) -> PodSpec:
-    """The inverse of ``spec_from_pod``: what a camera pod in the cluster (or a restarted broker) rebuilds."""
+def secret_model_urls(pod: PodSpec) -> dict[str, str]:
+    """The model URLs that carry credentials, by display identifier: the resource shows them masked."""
+    return {d.identifier: d.model_url for d in pod.subscriptions if redact_url(d.model_url) != d.model_url}
+
+
+def pod_from_spec(name: str, spec: CameraSubscriptionSpec, stream_url: str, broker_url: str,
+                  model_urls: Mapping[str, str] | None = None) -> PodSpec:
+    """The inverse of ``spec_from_pod``: what a camera pod in the cluster (or a restarted broker) rebuilds.
+
+    ``model_urls`` (from the Secret) replace the masked model URLs of the displays they name.
+    """
+    secret_urls = model_urls or {}
     return PodSpec(
         name=name, stream=StreamSpec(url=stream_url, kind=spec.stream.kind,
                                      snapshot_interval_ms=spec.stream.snapshotIntervalMs),
-        subscriptions=[DisplaySubscription(identifier=s.identifier, model_url=s.modelUrl, model_id=s.modelId,
-                                           model_name=s.modelName, crop=s.crop) for s in spec.subscriptions],
+        subscriptions=[DisplaySubscription(identifier=s.identifier, model_url=secret_urls.get(s.identifier, s.modelUrl),
+                                           model_id=s.modelId, model_name=s.modelName, crop=s.crop)
+                       for s in spec.subscriptions],
         broker_url=broker_url, target_fps=spec.targetFps, reconnect_interval_sec=spec.reconnectIntervalSec,
         max_retries=spec.maxRetries, event_mode=spec.eventMode, stable_frames=spec.stableFrames,
         visit_gap_s=spec.visitGapSec)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from detector.kit.urls import HTTP_SCHEMES, RTSP_SCHEMES, check_url
 
 
 class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # URLs hold credentials
 
 
 class CropBox(_Closed):
@@ -23,16 +25,23 @@ class DisplaySubscription(_Closed):
     """One display's view of the camera: its own crop, model and events."""
 
     identifier: str
-    model_url: str
+    model_url: str = Field(repr=False)
     model_id: int
     model_name: str
     crop: CropBox | None = None
 
 
 class StreamSpec(_Closed):
-    url: str
+    url: str = Field(min_length=1, repr=False)  # credentials: never in a repr
     kind: Literal["rtsp", "snapshot", "file"]
     snapshot_interval_ms: int | None = None
+
+    @model_validator(mode="after")
+    def _url_fits_kind(self) -> StreamSpec:
+        """rtsp(s):// for rtsp, http(s):// for snapshot; a local path only for ``file`` (local tools)."""
+        if self.kind != "file":
+            check_url(self.url, RTSP_SCHEMES if self.kind == "rtsp" else HTTP_SCHEMES, what=f"{self.kind} stream URL")
+        return self
 
 
 class PodSpec(_Closed):

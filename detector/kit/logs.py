@@ -17,6 +17,14 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
     "message", "asctime", "color_message"}  # uvicorn adds color_message: a duplicate with ANSI codes
 
 
+# Line breaks and other control characters in a value would let its author forge log lines.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127) if code != 9} | {10: "\\n", 13: "\\r"}
+
+
+def _inline(value: Any) -> str:
+    return str(value).translate(_ESCAPES)
+
+
 def _context(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in vars(record).items() if key not in _STANDARD_ATTRS}
 
@@ -55,7 +63,7 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         context = _context(record)
         if context:
-            line += " " + " ".join(f"{key}={value}" for key, value in context.items())
+            line += " " + " ".join(f"{key}={_inline(value)}" for key, value in context.items())
         return redact_text(line)
 
 

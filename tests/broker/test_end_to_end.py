@@ -23,6 +23,7 @@ import websockets
 
 from tests.conftest import FIXTURES, POSTGRES_DSN, REDIS_URL
 from tests.support import snapshot_server
+from tests.support.model_server import serve_files
 from tests.support.servers import RtspServer, free_port
 from tests.support.snapshot_server import SnapshotCamera
 
@@ -30,12 +31,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 VIDEO = FIXTURES / "media" / "cars.mp4"
 VISITS = [(v["brand"], v["body_type"]) for v in json.loads((FIXTURES / "media" / "cars.json").read_text())["visits"]]
 DISPLAYS = ("display-e2e-1", "display-e2e-2")
+TOKEN = "e2e-token-0123456789abcdef"
 
 
 class Worker:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, token: str | None = None) -> None:
         self.port = free_port()
         environment = {**os.environ, "DETECTOR_CACHE_DIR": str(tmp / "cache"), "YOLO_OFFLINE": "1"}
+        environment.pop("DETECTOR_AUTH_TOKEN", None)
+        if token:
+            environment["DETECTOR_AUTH_TOKEN"] = token
         self.log = tmp / "worker.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen([sys.executable, "-P", "-m", "detector.cli", "run", "--host", "127.0.0.1",
@@ -76,6 +81,23 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
     yield running
     orphans = [p for p in running.stop() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert orphans == [], "camera pods outlived the worker"
+
+
+@pytest.fixture
+def secured_worker(tmp_path: Path) -> Iterator[Worker]:
+    running = Worker(tmp_path, token=TOKEN)
+    running.wait_ready()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def model_url(fixture_mpta: Path, tmp_path: Path) -> Iterator[str]:
+    """The fixture archive over HTTP (and ``broken.mpta`` beside it): workers take no local model paths."""
+    broken = tmp_path / "broken.mpta"
+    broken.write_bytes(b"this is not a zip")
+    with serve_files(fixture_mpta, broken) as base:
+        yield f"{base}/{fixture_mpta.name}"
 
 
 @pytest.fixture
@@ -144,8 +166,9 @@ class Backend:
 async def connect() -> AsyncIterator[Any]:
     opened: list[websockets.ClientConnection] = []
 
-    async def open_backend(url: str) -> Backend:
-        socket = await websockets.connect(url, max_size=16 << 20)
+    async def open_backend(url: str, token: str | None = None) -> Backend:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        socket = await websockets.connect(url, max_size=16 << 20, additional_headers=headers)
         opened.append(socket)
         return Backend(socket)
 
@@ -154,8 +177,8 @@ async def connect() -> AsyncIterator[Any]:
         await socket.close()
 
 
-def subscriptions(rtsp: RtspServer, snapshots: SnapshotCamera, mpta: Path) -> list[dict[str, Any]]:
-    common = {"modelUrl": str(mpta), "modelId": 42, "modelName": "gas-station"}
+def subscriptions(rtsp: RtspServer, snapshots: SnapshotCamera, model_url: str) -> list[dict[str, Any]]:
+    common = {"modelUrl": model_url, "modelId": 42, "modelName": "gas-station"}
     return [
         {"subscriptionIdentifier": f"{DISPLAYS[0]};cam-001", "rtspUrl": rtsp.url, **common,
          "cropX1": 100, "cropY1": 80, "cropX2": 560, "cropY2": 400},
@@ -166,7 +189,7 @@ def subscriptions(rtsp: RtspServer, snapshots: SnapshotCamera, mpta: Path) -> li
     ]
 
 
-async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path,
+async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], model_url: str,
                          connect: Any, clean_outputs: None) -> None:
     rtsp, snapshots = camera_servers
     started = time.monotonic()
@@ -174,7 +197,7 @@ async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, Snaps
     await backend.until(lambda: backend.of_type("stateReport"), 2)
     assert time.monotonic() - started < 2
 
-    await backend.send({"type": "setSubscriptionList", "subscriptions": subscriptions(rtsp, snapshots, fixture_mpta)})
+    await backend.send({"type": "setSubscriptionList", "subscriptions": subscriptions(rtsp, snapshots, model_url)})
     await backend.until(lambda: len(backend.online()) == 3 and all(backend.online().values()), 60)
     assert len(worker.pods()) == 2, "one pod per camera stream"
     assert rtsp.clients == 1, "two displays of one camera share one RTSP connection"
@@ -217,7 +240,7 @@ async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, Snaps
     assert {p.pid for p in worker.pods()} == pods_before, "a reconnect within the grace period restarts nothing"
 
     await backend.send({"type": "setSubscriptionList", "subscriptions":
-                        subscriptions(rtsp, snapshots, fixture_mpta)[2:]})
+                        subscriptions(rtsp, snapshots, model_url)[2:]})
     await backend.until(lambda: set(backend.online()) == {"display-e2e-3;cam-002"}, 15)
     await backend.until(lambda: len(worker.pods()) == 1, 15)
     assert {p.pid for p in worker.pods()} < pods_before, "only the RTSP camera's pod stopped, no new pod"
@@ -256,11 +279,11 @@ HOSTILE: list[str] = [
 
 
 async def test_malformed_messages_are_logged_and_change_nothing(
-        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path, connect: Any) -> None:
+        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], model_url: str, connect: Any) -> None:
     rtsp, snapshots = camera_servers
     assert len(HOSTILE) >= 30
     backend = await connect(worker.url)
-    snapshot_only = subscriptions(rtsp, snapshots, fixture_mpta)[2:]
+    snapshot_only = subscriptions(rtsp, snapshots, model_url)[2:]
     await backend.send({"type": "setSubscriptionList", "subscriptions": snapshot_only})
     await backend.until(lambda: backend.online() == {"display-e2e-3;cam-002": True}, 60)
     pods = {p.pid for p in worker.pods()}
@@ -289,14 +312,40 @@ async def test_protocol_test_passes_against_detector_run(worker: Worker,
     assert result.stdout.count("PASS") == 7 and "FAIL" not in result.stdout
 
 
+def protocol_test(url: str, rtsp_url: str, mpta: Path, token: str | None,
+                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "DETECTOR_AUTH_TOKEN"}
+    if token:
+        environment["DETECTOR_AUTH_TOKEN"] = token  # the variable, not --token: a command line is public
+    return subprocess.run([sys.executable, "-P", "-m", "detector.cli", "protocol-test", "--url", url,
+                           "--model-url", str(mpta), "--rtsp-url", rtsp_url, "--timeout", str(timeout)],
+                          capture_output=True, text=True, timeout=180, env=environment)
+
+
+async def test_a_worker_with_a_token_refuses_strangers_and_its_pods_authenticate(
+        secured_worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path) -> None:
+    rtsp, _ = camera_servers
+    stranger = await asyncio.to_thread(protocol_test, secured_worker.url, rtsp.url, fixture_mpta, None, 5)
+    assert stranger.returncode == 1 and "1008" in stranger.stdout and "PASS" not in stranger.stdout
+    async with httpx.AsyncClient() as http:
+        base = f"http://127.0.0.1:{secured_worker.port}"
+        assert (await http.get(f"{base}/healthz")).status_code == 200, "probes need no token"
+        image = await http.get(f"{base}/camera/a%3Bb/image")
+        assert image.status_code == 401 and image.headers["www-authenticate"].startswith("Bearer")
+    # The camera goes online only if its pod, a child process, presented the token on /internal/pods/.
+    result = await asyncio.to_thread(protocol_test, secured_worker.url, rtsp.url, fixture_mpta, TOKEN)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASS") == 7 and "FAIL" not in result.stdout
+    log = secured_worker.log.read_text()
+    assert "refused an unauthenticated request" in log and TOKEN not in log
+
+
 async def test_a_camera_with_a_broken_model_is_offline_and_harms_no_other(
-        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path, connect: Any,
-        tmp_path: Path) -> None:
+        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], model_url: str, connect: Any) -> None:
     rtsp, snapshots = camera_servers
-    broken = tmp_path / "broken.mpta"
-    broken.write_bytes(b"this is not a zip")
-    good = subscriptions(rtsp, snapshots, fixture_mpta)[2]
-    bad = {**good, "subscriptionIdentifier": "display-bad;cam-003", "modelUrl": str(broken),
+    good = subscriptions(rtsp, snapshots, model_url)[2]
+    broken = model_url.rsplit("/", 1)[0] + "/broken.mpta"
+    bad = {**good, "subscriptionIdentifier": "display-bad;cam-003", "modelUrl": broken,
            "snapshotUrl": snapshots.url("/open") + "?other", "snapshotInterval": 700}
     backend = await connect(worker.url)
     await backend.send({"type": "setSubscriptionList", "subscriptions": [good, bad]})
@@ -307,10 +356,10 @@ async def test_a_camera_with_a_broken_model_is_offline_and_harms_no_other(
 
 
 async def test_a_killed_pod_is_restarted_and_a_new_backend_replaces_the_old(
-        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], fixture_mpta: Path, connect: Any) -> None:
+        worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], model_url: str, connect: Any) -> None:
     rtsp, snapshots = camera_servers
     first = await connect(worker.url)
-    await first.send({"type": "setSubscriptionList", "subscriptions": subscriptions(rtsp, snapshots, fixture_mpta)[2:]})
+    await first.send({"type": "setSubscriptionList", "subscriptions": subscriptions(rtsp, snapshots, model_url)[2:]})
     await first.until(lambda: first.online() == {"display-e2e-3;cam-002": True}, 60)
     (pod,) = worker.pods()
     pod.kill()

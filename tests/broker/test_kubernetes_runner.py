@@ -284,3 +284,29 @@ async def test_an_unreachable_pod_is_a_503(emulator: kmock.KubernetesEmulator) -
     async with httpx.AsyncClient(transport=transport, base_url="http://broker") as http:
         response = await http.get("/camera/display-1;cam-a/image")
     assert response.status_code == 503 and response.json()["error"].startswith("camera pod unreachable")
+
+
+async def test_a_model_url_with_credentials_lives_in_the_secret(emulator: kmock.KubernetesEmulator,
+                                                                broker: Broker) -> None:
+    secret_model = "https://deploy:m0del-pw@models.example/gas.mpta"
+    wanted = [*WANTED[:3], protocol.Subscription(subscriptionIdentifier="display-4;cam-c",
+                                                 rtspUrl="rtsp://user:pass@10.0.0.3/c", modelUrl=secret_model,
+                                                 modelId=7, modelName="gas")]
+    name = name_of(broker, "display-4;cam-c")
+    since = kube.mark(emulator)
+    await broker.reconcile(wanted)
+    assert {(w.plural, w.name) for w in kube.writes(emulator, since)} == {("camerasubscriptions", name),
+                                                                          ("secrets", secret_name(name))}
+    document = resources(emulator)[name]
+    assert "m0del-pw" not in json.dumps(document)
+    assert document["spec"]["subscriptions"][0]["modelUrl"] == "https://deploy:***@models.example/gas.mpta"
+    data = secrets(emulator)[secret_name(name)]["data"]
+    assert json.loads(base64.b64decode(data["models"])) == {"display-4;cam-c": secret_model}
+
+    restarted = new_broker(emulator)
+    await restarted.restore()
+    assert restarted.runner.running()[name] == broker.runner.running()[name], "the real URL comes back"
+    assert restarted.subscriptions["display-4;cam-c"].modelUrl == secret_model
+
+    await broker.reconcile(WANTED)  # back to a plain model URL: no model URL in the Secret any more
+    assert base64.b64decode(secrets(emulator)[secret_name(name)]["data"]["models"]) == b"{}"

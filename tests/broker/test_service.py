@@ -51,8 +51,8 @@ class Backend:
 
 
 def subscription(identifier: str, url: str = "rtsp://cam-1/stream", **extra: Any) -> protocol.Subscription:
-    return protocol.Subscription(subscriptionIdentifier=identifier, rtspUrl=url, modelUrl="/m.mpta", modelId=1,
-                                 modelName="m", **extra)
+    return protocol.Subscription(subscriptionIdentifier=identifier, rtspUrl=url,
+                                 modelUrl="https://models.example/m.mpta", modelId=1, modelName="m", **extra)
 
 
 def event(identifier: str, visit: str = "v1", update: bool = False, **fields: str) -> DetectionEvent:

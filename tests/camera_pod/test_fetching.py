@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from camera_pod.mpta.errors import MptaError, MptaFetchError
-from camera_pod.mpta.fetching import DownloadLimits
+from camera_pod.mpta.fetching import DownloadLimits, download
 from camera_pod.mpta.loading import ArchiveStore
 from tests.conftest import ArchiveBuilder
+
+REDIRECTS = {"file": "file:///etc/passwd", "ftp": "ftp://127.0.0.1/model.mpta", "gopher": "gopher://127.0.0.1:70/",
+             "javascript": "javascript:alert(1)", "data": "data:application/zip;base64,UEsFBgAAAAAAAAAAAAAAAA=="}
 
 
 @dataclass
@@ -60,12 +63,29 @@ def server(build_archive: ArchiveBuilder) -> Iterator[ArchiveServer]:
                 self.wfile.write(b"PK")
                 self.wfile.flush()
                 time.sleep(5)
-            elif self.path == "/to-file":
+            elif self.path.startswith("/to/"):
                 self.send_response(302)
-                self.send_header("Location", "file:///etc/passwd")
+                self.send_header("Location", REDIRECTS[self.path.removeprefix("/to/")])
                 self.end_headers()
+            elif self.path == "/trickle":
+                self.send_response(200)
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                self._trickle(b"PK" + bytes(100))
+            elif self.path == "/trickle-headers":
+                self._trickle(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nX-Padding: " + b"x" * 100)
             else:
                 self._send(404, b"not found")
+
+        def _trickle(self, data: bytes) -> None:
+            """A slow-loris server: one byte every 0.2 s, each well within the client's read timeout."""
+            try:
+                for byte in data:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the client gave up
 
         def _send(self, status: int, body: bytes) -> None:
             self.send_response(status)
@@ -143,6 +163,31 @@ async def test_unreachable_host_is_a_clear_temporary_error(tmp_path: Path) -> No
         await _store(tmp_path, connect_timeout_s=2).load("http://127.0.0.1:9/model.mpta")
 
 
-async def test_redirect_to_another_scheme_is_refused(server: ArchiveServer, tmp_path: Path) -> None:
-    with pytest.raises(MptaError, match="redirect to a non-http"):
-        await _store(tmp_path).load(server.url("/to-file"))
+@pytest.mark.parametrize("scheme", sorted(REDIRECTS))
+async def test_redirect_to_another_scheme_is_refused(server: ArchiveServer, tmp_path: Path, scheme: str) -> None:
+    with pytest.raises(MptaError, match=f"redirect to a non-http\\(s\\) URL \\({scheme}:\\)"):
+        await _store(tmp_path).load(server.url(f"/to/{scheme}"))
+    assert not list((tmp_path / "cache" / "archives").iterdir()), "nothing kept from a refused download"
+
+
+@pytest.mark.parametrize("path", ["/trickle", "/trickle-headers"])
+def test_a_server_trickling_bytes_is_cut_off_by_the_total_deadline(server: ArchiveServer, tmp_path: Path,
+                                                                    path: str) -> None:
+    """Each byte arrives within the read timeout; only the total deadline ends the download."""
+    limits = DownloadLimits(read_timeout_s=5, total_timeout_s=1.5)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    started = time.monotonic()
+    with pytest.raises(MptaFetchError, match=r"not complete after 1.5 s \(DETECTOR_MPTA_TOTAL_TIMEOUT_S\)"):
+        download(server.url(path), downloads, limits)
+    assert 1.4 < time.monotonic() - started < 3.5
+    assert list(downloads.iterdir()) == [], "the partial download was removed"
+
+
+def test_download_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from camera_pod.settings import PodSettings
+
+    monkeypatch.setenv("DETECTOR_MPTA_TOTAL_TIMEOUT_S", "120")
+    monkeypatch.setenv("DETECTOR_MPTA_READ_TIMEOUT_S", "7")
+    limits = DownloadLimits.from_settings(PodSettings())
+    assert (limits.total_timeout_s, limits.read_timeout_s, limits.connect_timeout_s) == (120, 7, 10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ OPERATOR_ENV = [
     "DETECTOR_NAMESPACE", "DETECTOR_CAMERA_IMAGE", "DETECTOR_CAMERA_IMAGE_PULL_POLICY", "DETECTOR_CAMERA_GPU",
     "DETECTOR_CAMERA_CPU_REQUEST", "DETECTOR_CAMERA_MEMORY_REQUEST", "DETECTOR_CAMERA_MEMORY_LIMIT",
     "DETECTOR_CAMERA_NODE_SELECTOR", "DETECTOR_CAMERA_TOLERATIONS", "DETECTOR_CAMERA_RUNTIME_CLASS",
-    "DETECTOR_CAMERA_SERVICE_ACCOUNT", "DETECTOR_BROKER_URL", "DETECTOR_SERVICES_SECRET",
+    "DETECTOR_CAMERA_SERVICE_ACCOUNT", "DETECTOR_BROKER_URL", "DETECTOR_SERVICES_SECRET", "DETECTOR_AUTH_SECRET",
     "DETECTOR_STATUS_INTERVAL_SEC", "DETECTOR_PEERING", "DETECTOR_OPERATOR_HEALTH_PORT", "DETECTOR_LOG_FORMAT",
 ]
 OPTIONAL_OPERATOR_ENV = {"DETECTOR_CAMERA_RUNTIME_CLASS", "DETECTOR_CAMERA_SERVICE_ACCOUNT", "DETECTOR_SERVICES_SECRET"}
 BROKER_ENV = ["DETECTOR_RUNNER", "DETECTOR_NAMESPACE", "DETECTOR_BROKER_ID", "DETECTOR_PORT",
-              "DETECTOR_HEARTBEAT_INTERVAL_SEC", "DETECTOR_MAX_STREAMS", "DETECTOR_EVENT_MODE", "DETECTOR_LOG_FORMAT"]
+              "DETECTOR_HEARTBEAT_INTERVAL_SEC", "DETECTOR_MAX_STREAMS", "DETECTOR_EVENT_MODE", "DETECTOR_LOG_FORMAT",
+              "DETECTOR_AUTH_TOKEN"]
+AUTH_SECRET = f"{FULLNAME}-auth"
 LABELS = ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
           "app.kubernetes.io/managed-by", "app.kubernetes.io/component", "helm.sh/chart"]
 
@@ -86,11 +89,12 @@ def test_every_rendered_object_is_valid_kubernetes(render: Render) -> None:
 def test_the_chart_renders_exactly_these_objects(render: Render) -> None:
     expected = {("ServiceAccount", OPERATOR), ("ServiceAccount", BROKER), ("Role", OPERATOR), ("Role", BROKER),
                 ("RoleBinding", OPERATOR), ("RoleBinding", BROKER),
-                ("KopfPeering", "detector"), ("Deployment", OPERATOR), ("Deployment", BROKER), ("Service", BROKER)}
+                ("KopfPeering", "detector"), ("Deployment", OPERATOR), ("Deployment", BROKER), ("Service", BROKER),
+                ("Secret", AUTH_SECRET)}
     default = render()
     assert {(doc["kind"], doc["metadata"]["name"]) for doc in default.documents} == expected
     assert {(doc["kind"], doc["metadata"]["name"]) for doc in render(GPU_VALUES).documents} == \
-        expected | {("Ingress", BROKER)}
+        expected - {("Secret", AUTH_SECRET)} | {("Ingress", BROKER)}, "auth.existingSecret: no Secret of ours"
     without_peering = render({"operator": {"peering": {"create": False}}})
     assert without_peering.of_kind("KopfPeering") == []
     assert {doc["metadata"].get("namespace") for doc in default.documents} == {NAMESPACE}, "nothing cluster-wide"
@@ -154,6 +158,7 @@ def test_the_operator_environment_with_default_values(render: Render) -> None:
         "DETECTOR_CAMERA_NODE_SELECTOR": "{}",
         "DETECTOR_CAMERA_TOLERATIONS": "[]",
         "DETECTOR_BROKER_URL": BROKER_URL,
+        "DETECTOR_AUTH_SECRET": AUTH_SECRET,
         "DETECTOR_STATUS_INTERVAL_SEC": "10",
         "DETECTOR_PEERING": "detector",
         "DETECTOR_OPERATOR_HEALTH_PORT": "8080",
@@ -177,6 +182,7 @@ def test_the_operator_environment_on_a_gpu_cluster(gpu: Rendered) -> None:
     assert env["DETECTOR_CAMERA_RUNTIME_CLASS"] == "nvidia"
     assert env["DETECTOR_CAMERA_SERVICE_ACCOUNT"] == "camera-pods"
     assert env["DETECTOR_SERVICES_SECRET"] == "detector-services"
+    assert env["DETECTOR_AUTH_SECRET"] == "detector-auth"
     assert env["DETECTOR_STATUS_INTERVAL_SEC"] == "5"
     assert deployment["spec"]["replicas"] == 2
     assert _container(deployment)["image"] == "registry.example.com/camera-detector-operator:1.10"
@@ -252,6 +258,37 @@ def test_the_notes_tell_how_to_see_the_cameras_and_reach_the_broker(render: Rend
     gpu_notes = render(GPU_VALUES).notes
     assert "2 nvidia.com/gpu" in gpu_notes and "wss://detector.example.com/" in gpu_notes
     assert "CPU only" in render({"camera": {"gpu": 0}}).notes
+
+
+def test_auth_is_on_by_default_with_a_generated_token(render: Render) -> None:
+    rendered = render()
+    secret = rendered.one("Secret", AUTH_SECRET)
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) == 32 and token.isalnum()
+    assert secret["metadata"]["labels"]["app.kubernetes.io/component"] == "broker"
+    assert _env(rendered.one("Deployment", BROKER))["DETECTOR_AUTH_TOKEN"] == {
+        "secretKeyRef": {"name": AUTH_SECRET, "key": "token"}}
+    assert _env(rendered.one("Deployment", OPERATOR))["DETECTOR_AUTH_SECRET"] == AUTH_SECRET
+    again = base64.b64decode(render().one("Secret", AUTH_SECRET)["data"]["token"]).decode()
+    assert again != token, "a fresh install draws a fresh token (an upgrade keeps the cluster's, via lookup)"
+    assert f"kubectl get secret -n {NAMESPACE} {AUTH_SECRET} -o jsonpath='{{.data.token}}' | base64 -d" in \
+        rendered.notes
+    assert "Authorization: Bearer" in rendered.notes
+
+
+def test_an_existing_secret_replaces_the_generated_one(gpu: Rendered) -> None:
+    assert gpu.of_kind("Secret") == []
+    assert _env(gpu.one("Deployment", BROKER))["DETECTOR_AUTH_TOKEN"] == {
+        "secretKeyRef": {"name": "detector-auth", "key": "token"}}
+    assert "kubectl get secret -n detectors detector-auth" in gpu.notes
+
+
+def test_auth_can_be_turned_off(render: Render) -> None:
+    rendered = render({"auth": {"enabled": False}})
+    assert rendered.of_kind("Secret") == []
+    assert "DETECTOR_AUTH_TOKEN" not in _env(rendered.one("Deployment", BROKER))
+    assert "DETECTOR_AUTH_SECRET" not in _env(rendered.one("Deployment", OPERATOR))
+    assert "anyone who reaches the broker can drive it" in rendered.notes
 
 
 @pytest.mark.parametrize(("values", "message"), [

@@ -86,6 +86,9 @@ def test_every_value_is_described_by_the_schema() -> None:
     ({"broker": {"replicas": 2}}, "broker: Additional properties"),
     ({"broker": {"ingress": {"enabled": True}}}, "broker.ingress"),
     ({"services": {"existingSecret": None}}, "services.existingSecret"),
+    ({"auth": {"enabled": "yes"}}, "auth.enabled"),
+    ({"auth": {"existingSecret": "Not A Secret"}}, "auth.existingSecret"),
+    ({"auth": {"token": "hunter2"}}, "auth: Additional properties"),
 ])
 def test_bad_values_are_refused(override: dict[str, Any], where: str) -> None:
     errors = _errors(_merged(override))

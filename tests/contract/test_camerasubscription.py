@@ -9,7 +9,13 @@ import pytest
 from pydantic import ValidationError
 
 from camera_pod.spec_source import SpecError, load_spec
-from detector.contract.camerasubscription import SecretKeyRef, pod_from_spec, resource, spec_from_pod
+from detector.contract.camerasubscription import (
+    SecretKeyRef,
+    pod_from_spec,
+    resource,
+    secret_model_urls,
+    spec_from_pod,
+)
 from detector.contract.pods import CropBox, DisplaySubscription, PodSpec, StreamSpec
 from tests.operator.test_manifests import _schema
 
@@ -64,3 +70,36 @@ def test_an_empty_secret_reference_is_refused() -> None:
     with pytest.raises(ValidationError):
         spec_from_pod(POD.model_copy(update={"stream": StreamSpec(url=URL, kind="rtsp")}),
                       SecretKeyRef(name="", key="url"))
+
+
+MODEL_WITH_PASSWORD = "https://deploy:m0del-pw@m.example/b.mpta?token=t0k3n"
+
+
+def test_a_model_url_with_credentials_is_masked_in_the_resource_and_restored_from_the_secret() -> None:
+    first = POD.subscriptions[0].model_copy(update={"model_url": MODEL_WITH_PASSWORD})
+    pod = POD.model_copy(update={"subscriptions": [first, POD.subscriptions[1]]})
+    assert secret_model_urls(pod) == {"display-001;cam-001": MODEL_WITH_PASSWORD}
+    assert secret_model_urls(POD) == {}, "plain URLs stay in the resource"
+    spec = spec_from_pod(pod, SECRET)
+    shown = json.dumps(resource(pod.name, "detectors", spec, {}))
+    assert "m0del-pw" not in shown and "t0k3n" not in shown
+    assert spec.subscriptions[0].modelUrl == "https://deploy:***@m.example/b.mpta?token=***"
+    jsonschema.validate(json.loads(shown), _schema())
+    assert pod_from_spec(pod.name, spec, URL, pod.broker_url, secret_model_urls(pod)) == pod
+    environ = {"DETECTOR_SUBSCRIPTION_SPEC": spec.model_dump_json(), "DETECTOR_STREAM_URL": URL,
+               "DETECTOR_POD_NAME": pod.name, "DETECTOR_BROKER_URL": pod.broker_url,
+               "DETECTOR_MODEL_URLS": json.dumps(secret_model_urls(pod))}
+    assert load_spec(None, environ) == pod
+    with pytest.raises(SpecError, match="DETECTOR_MODEL_URLS is not a JSON object of URLs") as caught:
+        load_spec(None, {**environ, "DETECTOR_MODEL_URLS": json.dumps([MODEL_WITH_PASSWORD])})
+    assert "m0del-pw" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("kind", "url"), [("rtsp", "http://cam/x"), ("rtsp", "/dev/video0"),
+                                           ("snapshot", "rtsp://cam/x"), ("snapshot", "file:///etc/passwd"),
+                                           ("rtsp", "rtsp://admin:pw@")])
+def test_a_stream_url_must_fit_its_kind(kind: str, url: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        StreamSpec(url=url, kind=kind)  # type: ignore[arg-type]
+    assert "stream URL" in str(caught.value) and "pw" not in str(caught.value)
+    assert StreamSpec(url="/videos/a.mp4", kind="file").url == "/videos/a.mp4", "local paths: file streams only"

@@ -47,3 +47,15 @@ def test_logs_never_contain_credentials(fmt: str) -> None:
         records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
         assert records[0]["logger"] == "tests.redaction"
         assert records[0]["url"] == "http://u:***@h/x"
+
+
+def test_text_logs_escape_line_breaks_in_fields() -> None:
+    import logging
+
+    from detector.kit.logs import TextFormatter
+
+    record = logging.LogRecord("broker.app", logging.ERROR, __file__, 1, "invalid backend message; ignored", None, None)
+    record.error = "payload\n2026-01-01 00:00:00 INFO forged: line\r\x1b[31m"
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "error=payload\\n2026-01-01 00:00:00 INFO forged: line\\r\\x1b[31m" in line

@@ -33,6 +33,8 @@ def test_env_values_reach_the_camera_pod(monkeypatch: pytest.MonkeyPatch) -> Non
     assert container["envFrom"] == [{"secretRef": {"name": "detector-services"}}]
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["DETECTOR_BROKER_URL"] == "ws://detector-broker.cams.svc:8000/internal/pods/cam-001"
+    assert env["DETECTOR_CACHE_DIR"] in {mount["mountPath"] for mount in container["volumeMounts"]}, \
+        "models are cached on a writable volume (the root filesystem is read-only)"
 
 
 def test_cpu_only_clusters_get_no_gpu_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,3 +46,16 @@ def test_cpu_only_clusters_get_no_gpu_limit(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_replicas_get_distinct_peering_priorities() -> None:
     assert len({OperatorSettings().peering_priority for _ in range(5)}) > 1
+
+
+def test_the_auth_secret_gives_camera_pods_the_broker_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = CameraSubscriptionSpec.model_validate(SPEC)
+    without = build_pod("cam-001", "cams", "uid-1", spec, OperatorSettings().pod_defaults(), revision="abc")
+    assert "DETECTOR_AUTH_TOKEN" not in {item["name"] for item in without["spec"]["containers"][0]["env"]}
+
+    monkeypatch.setenv("DETECTOR_AUTH_SECRET", "cams-detector-auth")
+    pod = build_pod("cam-001", "cams", "uid-1", spec, OperatorSettings().pod_defaults(), revision="abc")
+    kubernetes_validate.validate(pod, "1.37.0", strict=True)
+    (token,) = [item for item in pod["spec"]["containers"][0]["env"] if item["name"] == "DETECTOR_AUTH_TOKEN"]
+    assert token == {"name": "DETECTOR_AUTH_TOKEN",
+                     "valueFrom": {"secretKeyRef": {"name": "cams-detector-auth", "key": "token"}}}

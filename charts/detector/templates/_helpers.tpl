@@ -61,6 +61,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- include "detector.fullname" . }}-broker
 {{- end }}
 
+{{/* The Secret (key "token") with the broker's shared token: auth.existingSecret, or the chart's own. */}}
+{{- define "detector.authSecretName" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "detector.fullname" .)) }}
+{{- end }}
+
 {{/* Where the backend (and the camera pods) reach the broker. */}}
 {{- define "detector.brokerUrl" -}}
 {{- printf "ws://%s-broker.%s.svc:%d" (include "detector.fullname" .) .Release.Namespace (int .Values.broker.service.port) }}
