@@ -27,3 +27,16 @@ class PodMetrics:
                                        "leaf classifier results: run, or reused for a vehicle already classified",
                                        ["subscription", "outcome"], registry=r)
         self.outbox = Gauge("detector_outbox_events", "events waiting for the broker's ack", registry=r)
+        self.outbox_items = Gauge("detector_action_outbox_items", "Redis/PostgreSQL writes waiting on disk",
+                                  ["outbox", "service"], registry=r)
+        self.outbox_oldest_seconds = Gauge("detector_action_outbox_oldest_seconds",
+                                           "age of the oldest waiting write (0 when none)", ["outbox", "service"],
+                                           registry=r)
+        self.outbox_applied = Counter("detector_action_outbox_applied_total", "writes applied", ["kind"], registry=r)
+        self.outbox_retries = Counter("detector_action_outbox_retries_total",
+                                      "failed attempts while a service was unavailable", ["service"], registry=r)
+        self.outbox_dropped = Counter("detector_action_outbox_dropped_total",
+                                      "writes dropped: outbox full (bound) or image past its TTL (expired)",
+                                      ["kind", "reason"], registry=r)
+        self.outbox_dead = Counter("detector_action_outbox_dead_total", "writes moved to dead letters (permanent "
+                                   "error)", ["kind"], registry=r)

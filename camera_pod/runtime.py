@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -18,7 +19,10 @@ from camera_pod.inference import selection
 from camera_pod.metrics import PodMetrics
 from camera_pod.mpta.fetching import DownloadLimits
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
+from camera_pod.mpta.schema import PipelineConfig
 from camera_pod.outbox import EventOutbox
+from camera_pod.outbox_actions import ActionOutbox, DurableSink, outbox_path
+from camera_pod.outbox_store import OutboxStore
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.pipeline.reuse import ClassificationReuse
@@ -45,7 +49,7 @@ def stream_config(spec: PodSpec) -> StreamConfig:
 class _Pipeline:
     archive: LoadedArchive
     engine: PipelineEngine
-    sink: ServiceSink
+    sink: ServiceSink | DurableSink
 
 
 @dataclass
@@ -61,6 +65,7 @@ class CameraPod:
     _started: float = field(default_factory=time.monotonic)
     _subscriptions: list[StreamSubscription] = field(default_factory=list)
     _pipelines: dict[str, _Pipeline] = field(default_factory=dict)
+    _durable_sinks: dict[Path, DurableSink] = field(default_factory=dict)
     channel: BrokerChannel | None = None
     store: ArchiveStore = field(init=False)
 
@@ -92,9 +97,11 @@ class CameraPod:
         """Idempotent: both the run loop and the process's shutdown path call it."""
         await asyncio.to_thread(self.hub.close)
         pipelines, self._pipelines = list(self._pipelines.values()), {}
+        self._durable_sinks = {}
         for pipeline in pipelines:
             pipeline.engine.close()
-            await pipeline.sink.close()
+        for sink in {id(pipeline.sink): pipeline.sink for pipeline in pipelines}.values():
+            await sink.close()  # a durable one first gives its queue close_timeout_s to drain
 
     # ---- models ---------------------------------------------------------------------------------
 
@@ -114,10 +121,26 @@ class CameraPod:
                 await asyncio.sleep(delay)
         self.model_error = None
         if archive.sha256 not in self._pipelines:
-            sink = ServiceSink(config, client_name=f"camera-pod-{self.spec.name}")
+            sink = self._sink(config)
             engine = PipelineEngine(archive, sink, max_workers=self.settings.inference_workers)
             self._pipelines[archive.sha256] = _Pipeline(archive, engine, sink)
         return self._pipelines[archive.sha256]
+
+    def _sink(self, config: PipelineConfig) -> ServiceSink | DurableSink:
+        """Writes go through the durable outbox (one SQLite file per pod and services) unless it is disabled."""
+        s = self.settings
+        if not s.action_outbox:
+            return ServiceSink(config, client_name=f"camera-pod-{self.spec.name}")
+        path = outbox_path(s.cache_dir, self.spec.name, config)
+        if path in self._durable_sinks:  # archives naming the same services share one queue (one drainer each)
+            return self._durable_sinks[path]
+        writer = ServiceSink(config, client_name=f"camera-pod-{self.spec.name}", client_retries=False)
+        store = OutboxStore(path, max_items=s.action_outbox_max_items, max_bytes=s.action_outbox_max_bytes)
+        outbox = ActionOutbox(store, writer, metrics=self.metrics, max_backoff_s=s.action_outbox_max_backoff_s,
+                              close_timeout_s=s.action_outbox_close_timeout_s)
+        outbox.start()
+        self._durable_sinks[path] = DurableSink.for_config(outbox, config)
+        return self._durable_sinks[path]
 
     # ---- per display ----------------------------------------------------------------------------
 

@@ -36,6 +36,14 @@ class PodSettings(BaseSettings):
         None, ge=32, le=4096, multiple_of=32, description="export detectors at this input size; empty: training size")
     onnx_rect: bool = Field(
         True, description="detectors take the smallest stride-multiple rectangle around the frame; false: a square")
+    action_outbox: bool = Field(True, description="Redis/PostgreSQL writes go through the durable outbox on local "
+                                                  "disk (<cache_dir>/outbox/); false: written directly, lost on error")
+    action_outbox_max_items: int = Field(10_000, ge=1, description="queued writes at most; past it the oldest images "
+                                                                  "are dropped first, then the oldest of any kind")
+    action_outbox_max_bytes: int = Field(512 << 20, ge=1024, description="queued bytes at most (same dropping rule)")
+    action_outbox_max_backoff_s: float = Field(30.0, gt=0, description="longest wait between retries of a down service")
+    action_outbox_close_timeout_s: float = Field(3.0, ge=0, description="on shutdown, time to apply what is queued; "
+                                                                        "the rest stays on disk for the next start")
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
 

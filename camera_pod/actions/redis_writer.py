@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from camera_pod.mpta.schema import RedisConfig
 
@@ -10,10 +12,15 @@ CLIENT_NAME = "camera-detector"
 
 
 class RedisWriter:
-    def __init__(self, config: RedisConfig, *, timeout_s: float = 5.0, client_name: str = CLIENT_NAME) -> None:
+    def __init__(self, config: RedisConfig, *, timeout_s: float = 5.0, client_name: str = CLIENT_NAME,
+                 client_retries: bool = True) -> None:
+        """``client_retries=False``: fail at the first connection error (the action outbox retries on its own,
+        with backoff, instead of redis-py's few retries that hold a down service's attempt for seconds)."""
         self._client = Redis(host=config.host, port=config.port, db=config.db, password=config.password,
                              socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30,
                              client_name=client_name)
+        if not client_retries:
+            self._client.set_retry(Retry(NoBackoff(), 0))
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -15,9 +15,12 @@ class ServiceNotConfigured(PermanentError):
 
 
 class ServiceSink:
-    def __init__(self, config: PipelineConfig, *, client_name: str = "camera-detector") -> None:
-        """``client_name`` labels the connections (Redis CLIENT LIST, pg_stat_activity) for operators."""
-        self._redis = RedisWriter(config.redis, client_name=client_name) if config.redis else None
+    def __init__(self, config: PipelineConfig, *, client_name: str = "camera-detector",
+                 client_retries: bool = True) -> None:
+        """``client_name`` labels the connections (Redis CLIENT LIST, pg_stat_activity) for operators;
+        ``client_retries=False`` lets a connection error through at once (for a caller that retries itself)."""
+        self._redis = RedisWriter(config.redis, client_name=client_name, client_retries=client_retries) \
+            if config.redis else None
         self._postgres = PostgresWriter(config.postgresql, application_name=client_name) if config.postgresql else None
 
     async def close(self) -> None:

@@ -15,7 +15,7 @@ from camera_pod.mpta import templates
 from camera_pod.mpta.schema import Action, PostgresUpdateCombined, RedisPublish, RedisSaveImage
 from camera_pod.pipeline import cropping
 from camera_pod.pipeline.results import ActionList, ActionOutcome
-from camera_pod.pipeline.sink import ActionSink
+from camera_pod.pipeline.sink import ActionSink, queues_writes
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ async def run_action(index: int, action: Action, scope: ActionScope, sink: Actio
         log.error("action failed", extra={"node": scope.node_id, "action": f"{scope.list_name}[{index}]",
                                           "type": action.type, "error": f"{type(exc).__name__}: {exc}"})
         return outcome("failed", f"{type(exc).__name__}: {exc}")
-    return outcome("done", detail)
+    return outcome("queued" if queues_writes(sink) else "done", detail)
 
 
 async def run_actions(actions: list[Action], scope: ActionScope, sink: ActionSink | None) -> list[ActionOutcome]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from camera_pod.pipeline import cropping
 from camera_pod.pipeline.acting import ActionScope, run_actions
 from camera_pod.pipeline.results import ActionOutcome, FrameResult, FrameStatus, NodeResult
 from camera_pod.pipeline.reuse import ClassificationReuse
-from camera_pod.pipeline.sink import ActionSink
+from camera_pod.pipeline.sink import ActionSink, queues_writes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -204,7 +204,8 @@ class PipelineEngine:
         captured = run.context.captured_at.strftime("%Y-%m-%dT%H-%M-%S")
         try:
             await run.sink.create_initial_record(run.context.display_id, captured, session_id)
-            outcome = ActionOutcome(node.modelId, "initial_record", 0, "postgresql_insert", "done", session_id)
+            status: Literal["done", "queued"] = "queued" if queues_writes(run.sink) else "done"
+            outcome = ActionOutcome(node.modelId, "initial_record", 0, "postgresql_insert", status, session_id)
         except Exception as exc:
             log.error("initial record failed", extra={"node": node.modelId, "error": f"{type(exc).__name__}: {exc}"})
             outcome = ActionOutcome(node.modelId, "initial_record", 0, "postgresql_insert", "failed",

@@ -19,8 +19,8 @@ class ActionOutcome:
     list_name: ActionList
     index: int
     action_type: str
-    status: Literal["done", "failed", "skipped"]
-    detail: str  # the key/channel/row written, or why it failed or was skipped
+    status: Literal["done", "queued", "failed", "skipped"]  # queued: accepted by a durable outbox, applied later
+    detail: str  # the key/channel/row written (or queued), or why it failed or was skipped
 
 
 @dataclass(frozen=True)

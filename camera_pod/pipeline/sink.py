@@ -6,6 +6,11 @@ from collections.abc import Mapping
 from typing import Protocol
 
 
+def queues_writes(sink: object) -> bool:
+    """A sink that accepts writes for later delivery (a durable outbox): its outcomes are "queued", not "done"."""
+    return getattr(sink, "queues_writes", False) is True
+
+
 class ActionSink(Protocol):
     async def save_image(self, key: str, data: bytes, expire_seconds: int | None) -> None: ...
 

@@ -219,11 +219,17 @@ async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, Snaps
     assert detections(DISPLAYS[1])[1].get("sessionId") is None
 
     client = redis.Redis.from_url(REDIS_URL)
-    assert len(list(client.scan_iter(f"inference:{DISPLAYS[0]}:*"))) >= len(VISITS)
-    with psycopg.connect(POSTGRES_DSN) as connection:
-        rows = connection.execute("SELECT car_brand, car_body_type FROM gas_station_1.car_frontal_info "
-                                  "WHERE display_id = %s ORDER BY created_at", (DISPLAYS[0],)).fetchall()
-    assert [tuple(row) for row in rows][: len(VISITS)] == VISITS
+
+    def rows() -> list[tuple[Any, ...]]:
+        with psycopg.connect(POSTGRES_DSN) as connection:
+            return [tuple(row) for row in connection.execute(
+                "SELECT car_brand, car_body_type FROM gas_station_1.car_frontal_info "
+                "WHERE display_id = %s ORDER BY created_at", (DISPLAYS[0],)).fetchall()]
+
+    # The pods' writes go through their durable action outbox: applied moments after the event, not before it.
+    await backend.until(lambda: len(list(client.scan_iter(f"inference:{DISPLAYS[0]}:*"))) >= len(VISITS), 10)
+    await backend.until(lambda: len(rows()) >= len(VISITS), 10)
+    assert rows()[: len(VISITS)] == VISITS
 
     async with httpx.AsyncClient() as http:
         response = await http.get(f"http://127.0.0.1:{worker.port}/camera/{DISPLAYS[0]}%3Bcam-001/image")

@@ -324,10 +324,16 @@ async def test_a_subscription_runs_as_a_camera_pod_in_the_cluster_and_stops_with
             detection = first["data"]["detection"]
             assert (detection["carBrand"], detection["bodyType"]) == VISITS[0]
             assert first["data"]["modelId"] == 42 and first["data"]["modelName"] == "gas-station"
-            with psycopg.connect(POSTGRES_DSN) as connection:
-                rows = connection.execute("SELECT car_brand, car_body_type FROM gas_station_1.car_frontal_info "
-                                          "WHERE display_id = %s ORDER BY created_at", (DISPLAY,)).fetchall()
-            assert [tuple(row) for row in rows][:1] == [VISITS[0]], "the visit's row, written by the pod"
+            rows: list[tuple[Any, ...]] = []
+            for _ in range(100):  # written through the pod's durable action outbox, moments after the event
+                with psycopg.connect(POSTGRES_DSN) as connection:
+                    rows = [tuple(row) for row in connection.execute(
+                        "SELECT car_brand, car_body_type FROM gas_station_1.car_frontal_info "
+                        "WHERE display_id = %s ORDER BY created_at", (DISPLAY,)).fetchall()]
+                if rows:
+                    break
+                await asyncio.sleep(0.1)
+            assert rows[:1] == [VISITS[0]], "the visit's row, written by the pod"
             await backend.until(lambda: backend.online() == {SUBSCRIPTION: True}, 5)
 
             # The latest frame, fetched by the broker from the pod IP in the resource's status.
