@@ -1,0 +1,681 @@
+"""Pipeline cost and frame latency: the original worker's loop vs. our PipelineEngine, same models, same frames.
+
+    .venv/bin/python -P bench/pipeline_bench.py [--quick] [--frames N] [--json FILE] [--profile]
+
+Baseline: the original worker re-implemented here (Ultralytics ``track(frame, persist=True)`` on the full
+frame, then one ``predict`` per triggered branch on a 224x224 crop in a thread pool, wait for all).
+Ours: ``PipelineEngine.process(frame, FrameContext, act=False, reuse=ClassificationReuse(...))`` followed by
+the visit tracker, as ``camera_pod.runtime.CameraPod._serve`` runs it per display subscription, with the
+models loaded by the pod's own ``ArchiveStore`` and ``PodSettings`` (so ``DETECTOR_INFERENCE_BACKEND`` and
+the other ``DETECTOR_*`` settings apply). Every variant runs in its own child process (``--variant``) so
+its peak RSS is its own; the parent prints ratios against the baseline measured in the same run.
+
+Scenarios: ``fixture`` (tests/fixtures/gas_station.mpta on tests/fixtures/media/cars.mp4) and
+``yolov8n-640`` (an untrained YOLOv8n detector at 640, built offline from its YAML, packed with the
+fixture classifiers; it detects nothing, so its detector stage is also measured alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import json
+import math
+import os
+import pstats
+import queue
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Appended, not prepended: the repository root holds a package named `operator` that must not shadow the stdlib.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from bench import common
+
+SCRIPT = Path(__file__).resolve()
+VIDEO = common.REPO / "tests" / "fixtures" / "media" / "cars.mp4"
+FIXTURE_MPTA = common.REPO / "tests" / "fixtures" / "gas_station.mpta"
+IDENTIFIER = "display-1;cam-1"
+WARM_FRAMES = (30, 31, 32)  # a car stopped at the pump: every model runs during warm-up
+QUICK_FIRST_FRAME = 10  # --quick: start where the first car drives in
+BASELINE_CROP = (224, 224)  # the original worker resized every crop to this
+REALISTIC_DETECTOR = "yolov8n_640.pt"
+LATENCY_TARGET = 1.5  # frame age p99 ≤ 1.5 x one pipeline pass
+REALISTIC_FRAMES = 100  # the untrained YOLOv8n finds nothing: every frame costs the same, fewer will do
+
+FrameStep = Callable[[np.ndarray, float], Awaitable["StepResult"]]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    classifier_calls: int = 0
+    car: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def decode(count: int | None, first: int = 0, only: Sequence[int] = ()) -> list[np.ndarray]:
+    """Frames of the test video as BGR arrays, decoded once up front (decoding is not what is measured)."""
+    import av
+
+    frames = []
+    with av.open(str(VIDEO)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if (only and index in only) or (not only and index >= first):
+                frames.append(frame.to_ndarray(format="bgr24"))
+            if (only and len(frames) == len(only)) or (count is not None and len(frames) >= count):
+                break
+    return frames
+
+
+# ---- the baseline: the original worker's loop ---------------------------------------------------
+
+class OriginalWorker:
+    """The original's per-frame loop: track the full frame, crop each triggered branch's region to 224x224,
+    ``predict`` every branch in a thread pool and wait for all (no actions: neither variant writes)."""
+
+    def __init__(self, folder: Path, tracker: str) -> None:
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        from ultralytics import YOLO
+
+        self.config = json.loads((folder / "pipeline.json").read_text())["pipeline"]
+        self.detector = YOLO(str(folder / self.config["modelFile"]))
+        self.branches = [(branch, YOLO(str(folder / branch["modelFile"]))) for branch in self.config["branches"]]
+        names = self.detector.names
+        self.class_ids = [index for index, name in names.items() if name in self.config["triggerClasses"]]
+        self.tracker = tracker
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.branches)))
+
+    def detect(self, frame: np.ndarray, *, track: bool = True) -> Any:
+        options = {"conf": self.config["minConfidence"], "classes": self.class_ids, "verbose": False}
+        if track:
+            return self.detector.track(frame, persist=True, tracker=f"{self.tracker}.yaml", **options)[0]
+        return self.detector.predict(frame, **options)[0]
+
+    def regions(self, result: Any) -> dict[str, tuple[float, list[int]]]:
+        found: dict[str, tuple[float, list[int]]] = {}
+        for box in result.boxes:
+            name, confidence = result.names[int(box.cls)], float(box.conf)
+            if confidence >= self.config["minConfidence"] and confidence > found.get(name, (0.0, []))[0]:
+                found[name] = (confidence, [int(v) for v in box.xyxy[0].tolist()])
+        return found
+
+    def process(self, frame: np.ndarray) -> StepResult:
+        import cv2
+
+        regions = self.regions(self.detect(frame))
+        futures = {}
+        for branch, model in self.branches:
+            if not any(cls in regions and regions[cls][0] >= branch["minConfidence"]
+                       for cls in branch["triggerClasses"]):
+                continue
+            crop_class = branch.get("cropClass") or branch["triggerClasses"][0]
+            if crop_class not in regions:
+                continue
+            x1, y1, x2, y2 = regions[crop_class][1]
+            crop = cv2.resize(frame[y1:y2, x1:x2], BASELINE_CROP)
+            futures[branch["modelId"]] = self.pool.submit(model.predict, crop, verbose=False)
+        fields = {}
+        for model_id, future in futures.items():
+            result = future.result()[0]
+            fields[model_id] = result.names[int(result.probs.top1)]
+        return StepResult(len(futures), "Car" in regions, fields)
+
+
+def extract(archive: Path, folder: Path) -> Path:
+    with zipfile.ZipFile(archive) as source:
+        source.extractall(folder)
+    return folder
+
+
+# ---- ours: the production engine, composed as the camera pod composes it -----------------------
+
+@dataclass
+class Ours:
+    engine: Any
+    archive: Any
+    settings: Any
+    reuse: Any = None
+    visits: Any = None
+
+    def fresh_state(self) -> None:
+        """Per display subscription, as CameraPod._serve makes them."""
+        from camera_pod.pipeline.reuse import ClassificationReuse
+        from camera_pod.visits import VisitTracker
+        from detector.contract.pods import PodSpec
+
+        s = self.settings
+        self.reuse = ClassificationReuse(max_age_s=s.classify_interval_s, growth=s.classify_growth) \
+            if s.classify_interval_s > 0 else None
+        defaults = PodSpec.model_fields
+        tracking = self.archive.config.pipeline.tracking
+        self.visits = None if tracking is not None and not tracking.enabled else VisitTracker(
+            stable_frames=tracking.stabilityThreshold if tracking else defaults["stable_frames"].default,
+            gap_s=defaults["visit_gap_s"].default, method=tracking.method if tracking else "bytetrack")
+
+    async def process(self, image: np.ndarray, captured_at: float) -> StepResult:
+        from camera_pod.pipeline.engine import FrameContext
+
+        image = np.ascontiguousarray(image)
+        context = FrameContext(camera_id=IDENTIFIER, display_id=IDENTIFIER.split(";")[0],
+                               captured_at=datetime.fromtimestamp(captured_at, UTC))
+        result = await self.engine.process(image, context, act=False, reuse=self.reuse)
+        if self.visits is not None:
+            self.visits.observe(result, image, captured_at)
+        classifiers = sum(1 for key in result.timings_ms if key in self.archive.models
+                          and self.archive.models[key].task == "classify")
+        regions = result.root.regions if result.root is not None else {}
+        return StepResult(classifiers, "Car" in regions, result.classified_fields())
+
+    def detect(self, image: np.ndarray) -> Any:
+        """The detector stage alone, called as the engine calls it."""
+        root = self.archive.config.pipeline
+        model = self.archive.models[root.modelId]
+        class_ids = [model.names.index(name) for name in root.triggerClasses]
+        return model.detect(image, classes=class_ids or None, min_confidence=root.minConfidence)
+
+
+async def open_ours(archive_path: Path, cache: Path, **overrides: Any) -> Ours:
+    from camera_pod.pipeline.engine import PipelineEngine
+    from camera_pod.runtime import CameraPod
+    from camera_pod.settings import PodSettings
+    from detector.contract.pods import DisplaySubscription, PodSpec, StreamSpec
+
+    settings = PodSettings(cache_dir=cache, **overrides)
+    spec = PodSpec(name="bench", stream=StreamSpec(url=str(VIDEO), kind="file"), broker_url="ws://127.0.0.1:9/",
+                   subscriptions=[DisplaySubscription(identifier=IDENTIFIER, model_url=str(archive_path),
+                                                      model_id=1, model_name="bench")])
+    store = CameraPod(spec, settings).store  # the pod's own store: its model loader, its backend
+    archive = await store.load(str(archive_path))
+    engine = PipelineEngine(archive, None, max_workers=settings.inference_workers)
+    ours = Ours(engine, archive, settings)
+    ours.fresh_state()
+    return ours
+
+
+def backend_name() -> str:
+    from camera_pod.settings import PodSettings
+
+    return str(getattr(PodSettings(), "inference_backend", "ultralytics"))
+
+
+def torch_threads() -> int | None:
+    """Intra-op threads of torch if this process loaded it (never imported just to ask)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
+# ---- child: one variant, one process ------------------------------------------------------------
+
+async def measure(step: FrameStep, frames: list[np.ndarray]) -> dict[str, Any]:
+    latencies, classifier_calls, cars = [], 0, 0
+    cpu0, wall0 = common.cpu_seconds(), time.perf_counter()
+    for index, image in enumerate(frames):
+        started = time.perf_counter()
+        result = await step(image, wall0 + index / 10)
+        latencies.append(time.perf_counter() - started)
+        classifier_calls += result.classifier_calls
+        cars += result.car
+    wall, cpu = time.perf_counter() - wall0, common.cpu_seconds() - cpu0
+    n = len(frames)
+    return {"frames": n, "wall_s": wall, "fps": n / wall, "fps_per_core": n / wall / common.cores(),
+            "p50_ms": common.percentile(latencies, 50) * 1000, "p99_ms": common.percentile(latencies, 99) * 1000,
+            "cpu_ms_per_frame": cpu / n * 1000, "cpu_cores_busy": cpu / wall,
+            "classifier_calls_per_frame": classifier_calls / n, "car_frames": cars}
+
+
+def baseline_step(worker: OriginalWorker, detect_only: bool) -> FrameStep:
+    async def step(image: np.ndarray, _: float) -> StepResult:
+        if detect_only:
+            return StepResult(car=any(worker.regions(worker.detect(image, track=False))))
+        return worker.process(image)
+    return step
+
+
+def ours_step(ours: Ours, detect_only: bool) -> FrameStep:
+    async def step(image: np.ndarray, captured_at: float) -> StepResult:
+        if detect_only:
+            return StepResult(car=len(ours.detect(image)) > 0)
+        return await ours.process(image, captured_at)
+    return step
+
+
+async def child(args: argparse.Namespace) -> dict[str, Any]:
+    frames = decode(args.frames, args.first_frame)
+    warm = decode(None, only=WARM_FRAMES)
+    frames_mb = sum(frame.nbytes for frame in frames + warm) / 2**20
+    archive = Path(args.archive)
+    detect_only = args.variant.endswith("-detect")
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
+        if "baseline" in args.variant:
+            worker = OriginalWorker(extract(archive, Path(scratch)), args.baseline_tracker)
+            step, backend = baseline_step(worker, detect_only), "ultralytics (original loop)"
+            for image in warm:
+                await step(image, 0.0)
+        else:
+            cache = Path(args.cache) if args.cache else Path(scratch)
+            ours = await open_ours(archive, cache, **({"classify_interval_s": 0}
+                                                      if args.variant == "ours-noreuse" else {}))
+            step, backend = ours_step(ours, detect_only), backend_name()
+            for image in warm:
+                await step(image, time.time())
+            ours.fresh_state()
+        if args.variant.startswith("latency"):
+            result = await latency(args, step, frames)
+        else:
+            result = await measure(step, frames)
+    return {**result, "variant": args.variant, "backend": backend, "torch_threads": torch_threads(),
+            "peak_rss_mb": common.peak_rss_mb(), "frames_mb": frames_mb}
+
+
+# ---- child: frame age through the latest-frame slot (ours) or a FIFO queue (baseline) ------------
+
+def feed(frames: list[np.ndarray], rate: float, put: Callable[[np.ndarray, float], object],
+         done: threading.Event) -> threading.Thread:
+    def run() -> None:
+        started = time.perf_counter()
+        for index, image in enumerate(frames):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            put(image, time.time())
+        done.set()
+    thread = threading.Thread(target=run, name="feeder", daemon=True)
+    thread.start()
+    return thread
+
+
+async def latency(args: argparse.Namespace, step: FrameStep, frames: list[np.ndarray]) -> dict[str, Any]:
+    ages: list[float] = []
+    passes: list[float] = []
+    done = threading.Event()
+    if args.variant.startswith("latency-latest"):
+        from camera_pod.streams.config import StreamConfig
+        from camera_pod.streams.hub import StreamSubscription
+        from camera_pod.streams.supervisor import StreamSupervisor
+
+        # The production hand-over: a stream's LatestFrame slot read through a hub subscription. The supervisor
+        # is never started; the feeder below is its reader thread, publishing decoded frames at ``rate``.
+        supervisor = StreamSupervisor(StreamConfig(url=str(VIDEO), kind="file"), name="bench")
+        subscription = StreamSubscription(IDENTIFIER, None, supervisor)
+        feed(frames, args.rate, lambda image, at: supervisor.output.put(image, at), done)
+        while True:
+            got = await subscription.next_frame_async(0.25)
+            if got is None:
+                if done.is_set():
+                    break
+                continue
+            started = time.perf_counter()
+            await step(np.asarray(got.image), got.frame.captured_at)
+            passes.append(time.perf_counter() - started)
+            ages.append(time.time() - got.frame.captured_at)
+        skipped, backlog = supervisor.output.dropped, 0
+    else:
+        fifo: queue.Queue[tuple[np.ndarray, float]] = queue.Queue()
+        feed(frames, args.rate, lambda image, at: fifo.put((image, at)), done)
+        deadline = time.perf_counter() + len(frames) / args.rate + 1.0  # the feed, then one second to catch up
+        while time.perf_counter() < deadline and not (done.is_set() and fifo.empty()):
+            try:
+                image, captured_at = fifo.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            started = time.perf_counter()
+            await step(image, captured_at)
+            passes.append(time.perf_counter() - started)
+            ages.append(time.time() - captured_at)
+        skipped, backlog = 0, fifo.qsize()
+    waits = [age - took for age, took in zip(ages, passes, strict=True)]
+    pass_p99, age_p99 = common.percentile(passes, 99) * 1000, common.percentile(ages, 99) * 1000
+    return {"rate": args.rate, "fed": len(frames), "processed": len(ages), "skipped": skipped, "backlog": backlog,
+            "pass_p50_ms": common.percentile(passes, 50) * 1000, "pass_p99_ms": pass_p99,
+            "age_p50_ms": common.percentile(ages, 50) * 1000, "age_p99_ms": age_p99,
+            "wait_p50_ms": common.percentile(waits, 50) * 1000, "wait_p99_ms": common.percentile(waits, 99) * 1000,
+            "age_p99_per_pass": common.ratio(age_p99, pass_p99)}
+
+
+# ---- child: build the realistic archive, count model GFLOPs -------------------------------------
+
+def letterboxed(height: int, width: int, imgsz: int, stride: int = 32) -> tuple[int, int]:
+    """The input shape Ultralytics' rectangular letterbox gives a frame (what a detector pass costs)."""
+    scale = min(imgsz / height, imgsz / width)
+    return (math.ceil(round(height * scale) / stride) * stride, math.ceil(round(width * scale) / stride) * stride)
+
+
+def build_realistic(folder: Path) -> Path:
+    """YOLOv8n (untrained, from its YAML, classes Car/Frontal, imgsz 640) + the fixture classifiers → .mpta."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    from camera_pod.mpta.packing import pack
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(FIXTURE_MPTA) as source:
+        source.extractall(folder)
+    document = json.loads((folder / "pipeline.json").read_text())
+    (folder / document["pipeline"]["modelFile"]).unlink()
+    document["pipeline"]["modelId"], document["pipeline"]["modelFile"] = "yolov8n_640", REALISTIC_DETECTOR
+    (folder / "pipeline.json").write_text(json.dumps(document, indent=2))
+    model = YOLO("yolov8n.yaml")  # builds offline: no weights are downloaded
+    model.model = DetectionModel({**model.model.yaml, "nc": 2}, nc=2, verbose=False)
+    model.model.names = {0: "Car", 1: "Frontal"}
+    model.model.args = {"imgsz": 640, "task": "detect"}
+    model.save(str(folder / REALISTIC_DETECTOR))  # the checkpoint form YOLO(path) loads (weights-only safe)
+    output = folder.parent / "yolov8n-640.mpta"
+    pack(folder, output)
+    return output
+
+
+def model_gflops(archive: Path, folder: Path, frame_hw: tuple[int, int]) -> dict[str, Any]:
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import get_flops
+
+    extract(archive, folder)
+    config = json.loads((folder / "pipeline.json").read_text())["pipeline"]
+    detector = YOLO(str(folder / config["modelFile"]))
+    imgsz = int(detector.overrides.get("imgsz", 640))
+    shape = letterboxed(*frame_hw, imgsz)
+    classifiers = {}
+    for branch in config["branches"]:
+        classifier = YOLO(str(folder / branch["modelFile"]))
+        classifiers[branch["modelId"]] = get_flops(classifier.model, int(classifier.overrides.get("imgsz", 224)))
+    return {"detector": get_flops(detector.model, list(shape)), "detector_input": f"{shape[1]}x{shape[0]}",
+            "classifier": float(np.mean(list(classifiers.values()))) if classifiers else 0.0}
+
+
+def prepare(out: Path, backends: list[str]) -> dict[str, Any]:
+    """Build the realistic archive, count GFLOPs, and load both archives once per backend into the shared
+    cache (an ONNX export happens once per model, as on a pod's first start): the measured children load from it."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    realistic = build_realistic(out / "yolov8n-640")
+    frame_hw = decode(1)[0].shape[:2]
+    for backend in backends:
+        for archive in (FIXTURE_MPTA, realistic):
+            ours = asyncio.run(open_ours(archive, out / "cache", **({"inference_backend": backend} if backend else {})))
+            ours.engine.close()
+    return {"archives": {"fixture": str(FIXTURE_MPTA), "yolov8n-640": str(realistic)},
+            "gflops": {"fixture": model_gflops(FIXTURE_MPTA, out / "flops-fixture", frame_hw),
+                       "yolov8n-640": model_gflops(realistic, out / "flops-realistic", frame_hw)}}
+
+
+# ---- child: where one `process` call of ours spends its time ------------------------------------
+
+async def profile(args: argparse.Namespace, top: int = 10) -> str:
+    """cProfile sees only its own thread, so model calls run inline here (branches in turn, not in parallel)."""
+    from camera_pod.pipeline.engine import PipelineEngine
+
+    async def inline(self: Any, run: Any, node: Any, call: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        value = call()
+        run.timings_ms[node.modelId] = (time.perf_counter() - started) * 1000
+        return value
+
+    frames = decode(None, only=WARM_FRAMES)
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
+        ours = await open_ours(Path(args.archive), Path(scratch), classify_interval_s=0)
+        PipelineEngine._infer = inline  # type: ignore[method-assign]
+        for image in frames[:-1]:
+            await ours.process(image, time.time())
+        profiler = cProfile.Profile()
+        profiler.enable()
+        await ours.process(frames[-1], time.time())
+        profiler.disable()
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+    return text.getvalue()
+
+
+# ---- parent: run every variant, print the tables ------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    scenario: str
+    stage: str  # "pipeline" or "detector only"
+    label: str  # "baseline", "ours [onnx]", ...
+    variant: str  # the child's --variant
+    backend: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.scenario} {self.stage} {self.label}"
+
+
+@dataclass
+class Plan:
+    frames: int | None
+    first_frame: int
+    baseline_tracker: str
+    backends: list[str]
+    cache: str = ""
+    archives: dict[str, str] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, key: str, archive: str, variant: str, *, backend: str | None = None, rate: float | None = None,
+            frames: int | None = None) -> dict[str, Any]:
+        args = ["--variant", variant, "--archive", archive, "--first-frame", str(self.first_frame),
+                "--baseline-tracker", self.baseline_tracker]
+        frames = frames or self.frames
+        args += ["--frames", str(frames)] if frames else []
+        args += ["--rate", str(rate)] if rate else []
+        args += ["--cache", self.cache] if self.cache else []
+        env = {"DETECTOR_INFERENCE_BACKEND": backend} if backend else None
+        print(f"  {key} ...", file=sys.stderr, flush=True)
+        return common.run_child(SCRIPT, args, env=env)
+
+    def jobs(self) -> list[Job]:
+        jobs = []
+        for scenario in self.archives:
+            for stage, suffix in (("pipeline", ""), ("detector only", "-detect")):
+                jobs.append(Job(scenario, stage, "baseline", "baseline" + suffix))
+                for backend in self.backends:
+                    label = f"ours [{backend}]" if backend else "ours"
+                    jobs.append(Job(scenario, stage, label, "ours" + suffix, backend or None))
+                    if (scenario, stage, backend) == ("fixture", "pipeline", self.backends[0]):
+                        jobs.append(Job(scenario, stage, f"{label}, classify every frame", "ours-noreuse",
+                                        backend or None))
+        return jobs
+
+    def best_of(self, rounds: int, between: Callable[[], None]) -> None:
+        """Each job once per round, every other round in reverse order; the round with the most frames/s wins
+        (load from other work on a shared machine comes and goes: it only ever slows a run down)."""
+        jobs = self.jobs()
+        for index in range(rounds):
+            for job in jobs if index % 2 == 0 else reversed(jobs):
+                frames = min(self.frames or REALISTIC_FRAMES, REALISTIC_FRAMES) if job.scenario == "yolov8n-640" \
+                    else None
+                result = self.run(f"round {index + 1}: {job.key}", self.archives[job.scenario], job.variant,
+                                  backend=job.backend, frames=frames)
+                best = self.results.get(job.key)
+                fps = [*(best["rounds_fps"] if best else []), result["fps"]]
+                self.results[job.key] = {**(result if best is None or result["fps"] > best["fps"] else best),
+                                         "rounds_fps": fps}
+            between()
+
+
+def inference_backends() -> list[str]:
+    """Every backend PodSettings offers (DETECTOR_INFERENCE_BACKEND), the configured one first."""
+    import typing
+
+    from camera_pod.settings import PodSettings
+
+    info = PodSettings.model_fields.get("inference_backend")
+    if info is None:
+        return [""]
+    configured = str(getattr(PodSettings(), "inference_backend", ""))
+    offered = [str(value) for value in typing.get_args(info.annotation)] or [configured]
+    return [configured] + [value for value in offered if value != configured]
+
+
+@dataclass
+class Machine:
+    """Float32 matmul rates: all cores (numpy's BLAS threads) and one core; the best seen during the run."""
+
+    all_cores: float = 0.0
+    one_core: float = 0.0
+
+    def measure(self) -> None:
+        self.all_cores = max(self.all_cores, common.gflops_in_child(threads=None))
+        self.one_core = max(self.one_core, common.gflops_in_child(threads=1))
+
+    @property
+    def peak(self) -> float:
+        return max(self.all_cores, self.one_core * common.cores())
+
+
+def throughput_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> tuple[list[list[object]],
+                                                                                   list[list[object]]]:
+    rows, limits = [], []
+    for job in plan.jobs():
+        r, base = plan.results[job.key], plan.results[Job(job.scenario, job.stage, "baseline", "").key]
+        rss = r["peak_rss_mb"] - r["frames_mb"]
+        rows.append([job.scenario, job.stage, job.label, r["frames"], r["fps_per_core"], r["p50_ms"], r["p99_ms"],
+                     r["cpu_ms_per_frame"], rss, r["classifier_calls_per_frame"], r["car_frames"]])
+        if job.label != "baseline":
+            rows.append([job.scenario, job.stage, f"{job.label} / baseline", "",
+                         common.ratio(r["fps_per_core"], base["fps_per_core"]),
+                         common.ratio(r["p50_ms"], base["p50_ms"]), common.ratio(r["p99_ms"], base["p99_ms"]),
+                         common.ratio(r["cpu_ms_per_frame"], base["cpu_ms_per_frame"]),
+                         common.ratio(rss, base["peak_rss_mb"] - base["frames_mb"]), "", ""])
+        per_frame = gflops[job.scenario]
+        work = per_frame["detector"] + (per_frame["classifier"] * r["classifier_calls_per_frame"]
+                                        if job.stage == "pipeline" else 0.0)
+        achieved = work * r["fps"]
+        limits.append([job.scenario, job.stage, job.label, work, work / machine.peak * 1000, 1000 / r["fps"],
+                       achieved, achieved / machine.peak * 100, achieved / machine.one_core * 100])
+    return rows, limits
+
+
+def latency_rows(plan: Plan, rates: Sequence[float]) -> list[list[object]]:
+    rows = []
+    archive = plan.archives["fixture"]
+    backend = plan.backends[0] or None
+    for rate in rates:
+        for variant, label in (("latency-fifo-baseline", "FIFO queue → original loop (baseline)"),
+                               ("latency-latest-ours", "latest-frame slot → ours")):
+            key = f"latency {rate:g} fps {variant}"
+            r = plan.results[key] = plan.run(key, archive, variant, rate=rate,
+                                             backend=backend if "ours" in variant else None)
+            verdict = "yes" if r["age_p99_per_pass"] <= LATENCY_TARGET else "no"
+            rows.append([f"{rate:g}", label, r["fed"], r["processed"], r["skipped"], r["backlog"],
+                         r["pass_p50_ms"], r["pass_p99_ms"], r["age_p50_ms"], r["age_p99_ms"], r["wait_p50_ms"],
+                         r["wait_p99_ms"], r["age_p99_per_pass"], verdict])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="30 frames from the first car's arrival, one round")
+    parser.add_argument("--frames", type=int, default=None,
+                        help=f"frames per variant (default: all 270, {REALISTIC_FRAMES} for yolov8n-640; quick: 30)")
+    parser.add_argument("--rounds", type=int, default=None, help="runs per variant, best kept (default 2; quick 1)")
+    parser.add_argument("--json", metavar="FILE", help="save every result (children: print to stdout as well)")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one `process` call of ours")
+    parser.add_argument("--baseline-tracker", default="botsort", choices=("botsort", "bytetrack"),
+                        help="the original's tracker: Ultralytics' default for track() is botsort")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--archive", help=argparse.SUPPRESS)
+    parser.add_argument("--first-frame", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=10.0, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--backends", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.variant:
+        run_variant(args)
+        return
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    frames = args.frames or (30 if args.quick else None)
+    machine = Machine()
+    machine.measure()
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
+        plan = Plan(frames, QUICK_FIRST_FRAME if args.quick else 0, args.baseline_tracker, inference_backends(),
+                    cache=str(Path(scratch) / "cache"))
+        print("  preparing the yolov8n-640 archive and the ONNX exports, counting GFLOPs ...", file=sys.stderr,
+              flush=True)
+        prepared = common.run_child(SCRIPT, ["--variant", "prepare", "--out", scratch,
+                                             "--backends", ",".join(plan.backends)])
+        plan.archives = prepared["archives"]
+        plan.best_of(args.rounds or (1 if args.quick else 2), machine.measure)
+        rows, limits = throughput_rows(plan, prepared["gflops"], machine)
+        fastest = max(r["fps"] for key, r in plan.results.items() if key.startswith("fixture pipeline"))
+        overload = float(math.ceil(1.5 * fastest))
+        lat = latency_rows(plan, [10.0, 30.0] + ([overload] if overload > 30 else []))
+        profiled = common.run_child(SCRIPT, ["--variant", "profile", "--archive", str(FIXTURE_MPTA),
+                                             "--cache", plan.cache]) if args.profile else None
+    machine.measure()
+    report(plan, prepared, rows, limits, lat, machine, profiled)
+    common.write_json(args.json, {"machine_gflops": machine.peak, "machine_gflops_all_cores": machine.all_cores,
+                                  "machine_gflops_one_core": machine.one_core, "cores": common.cores(),
+                                  "gflops": prepared["gflops"], "archives": plan.archives, "runs": plan.results,
+                                  "profile": profiled})
+
+
+def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limits: list[list[object]],
+           lat: list[list[object]], machine: Machine, profiled: dict[str, Any] | None) -> None:
+    some = next(iter(plan.results.values()))
+    cores, rounds = common.cores(), len(some["rounds_fps"])
+    print(common.table(
+        "Throughput (each variant in its own process; ratios = ours / baseline, same run)",
+        ["scenario", "stage", "variant", "frames", "frames/s per core", "p50 ms", "p99 ms", "CPU ms/frame",
+         "peak RSS MB", "classifier calls/frame", "frames with a Car"], rows,
+        [f"{cores} cores; best of {rounds} round(s) per variant (alternating order); torch threads per call "
+         f"{some['torch_threads']}; frames decoded up front with PyAV (not measured; the {some['frames_mb']:.0f} MB "
+         "they take are subtracted from peak RSS). Baseline detector stage: "
+         f"`track(persist=True, tracker={plan.baseline_tracker})`; 'detector only' = one `predict` vs our "
+         "`Model.detect`. The yolov8n-640 detector is untrained: it finds no car, so its pipeline rows run no "
+         "classifier and its 'detector only' rows are the comparison that matters there. Ours counts a Car "
+         "only on frames the engine completes (a frame without Frontal is 'incomplete'). "
+         "Ratios: > 1 is better for frames/s, < 1 is better for the others."]))
+    print(common.table(
+        f"Physical limit (numpy float32 matmul: {machine.all_cores:.1f} GFLOPS on {cores} cores, "
+        f"{machine.one_core:.1f} on one; peak taken as {machine.peak:.1f})",
+        ["scenario", "stage", "variant", "GFLOP/frame", "floor ms/frame", "actual ms/frame", "achieved GFLOPS",
+         "% of machine", "% of one core"], limits,
+        [f"GFLOP/frame = detector at its letterboxed input ({prepared['gflops']['fixture']['detector_input']} "
+         f"fixture, {prepared['gflops']['yolov8n-640']['detector_input']} yolov8n) + classifier GFLOPs x the "
+         "classifier calls that variant made; floor = that work at the peak rate (the larger of the all-core "
+         "matmul and cores x the one-core matmul, best seen during the run)."]))
+    print(common.table(
+        "Frame age at the end of processing (frames fed at a fixed rate while the pipeline runs)",
+        ["fed fps", "hand-over → pipeline", "fed", "processed", "skipped (slot)", "left queued", "pass p50 ms",
+         "pass p99 ms", "age p50 ms", "age p99 ms", "wait p50 ms", "wait p99 ms", "age p99 ÷ pass p99",
+         f"≤ {LATENCY_TARGET}"], lat,
+        ["fixture archive on cars.mp4, frames published at the fed rate by a feeder thread (as a reader thread "
+         "does); age = now − capture time when the frame's pipeline pass (and visit tracking) ends; wait = age − "
+         "that pass (the hand-over and any queueing). 'One pipeline pass' in the target is the p99 pass, one "
+         "that runs every model (passes that reuse classifications are shorter and set p50). The last rate, "
+         "when shown, is 1.5 x the fastest fixture pipeline's frames/s: more than any variant keeps up with. "
+         "The FIFO consumer stops one second after the feed ends ('left queued' frames were never processed)."]))
+    if profiled:
+        print(f"### cProfile of one `process` call (fixture, classify every frame, model calls inline)\n\n```\n"
+              f"{profiled['text'].strip()}\n```")
+
+
+def run_variant(args: argparse.Namespace) -> None:
+    if args.variant == "prepare":
+        result = prepare(Path(args.out), args.backends.split(","))
+    elif args.variant == "profile":
+        result = {"text": asyncio.run(profile(args))}
+    else:
+        result = asyncio.run(child(args))
+    with contextlib.suppress(BrokenPipeError):
+        print(json.dumps(result, default=str))
+    common.write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
