@@ -1,53 +1,92 @@
-"""The action outbox's queue logic with a recording writer: order, bound, dead letters, expiry, durability.
+"""The action outbox's queue logic: order, bound, dead letters, expiry, durability.
 
-The writer here is a plain object that records calls (or raises): no Redis or PostgreSQL is faked; the
-real services are in ``test_action_outbox_services.py``.
+Writes go to real, throwaway Redis and PostgreSQL servers (stopped for real when a test needs them down);
+the writer only records which writes succeeded, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis.exceptions
 
+from camera_pod.actions.services import ServiceSink
 from camera_pod.metrics import PodMetrics
 from camera_pod.outbox_actions import ActionOutbox, DurableSink, is_temporary
 from camera_pod.outbox_store import OutboxStore
 from camera_pod.pipeline.sink import queues_writes
+from tests.camera_pod.test_action_outbox_services import services_config
+from tests.support.throwaway_services import ThrowawayPostgres, ThrowawayRedis, throwaway_postgres, throwaway_redis
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[ThrowawayRedis, ThrowawayPostgres]]:
+    with throwaway_redis() as redis_server, throwaway_postgres() as postgres_server:
+        with psycopg.connect(postgres_server.dsn, autocommit=True) as connection:
+            connection.execute("CREATE SCHEMA s")
+            connection.execute("CREATE TABLE s.t (id text PRIMARY KEY, n text, a text)")
+            connection.execute("CREATE TABLE s.cars (session_id text PRIMARY KEY, car_brand text)")
+        yield redis_server, postgres_server
 
 
 class RecordingWriter:
-    def __init__(self) -> None:
-        self.calls: list[tuple[object, ...]] = []
-        self.down = False
-        self.broken_tables: set[str] = set()
+    """The real ServiceSink on throwaway Redis/PostgreSQL servers; each write that succeeded is recorded.
 
-    def _check(self) -> None:
-        if self.down:
-            raise redis.exceptions.ConnectionError("connection refused")
+    ``down = True`` stops the servers for real; ``down = False`` starts them again.
+    """
+
+    def __init__(self, servers: tuple[ThrowawayRedis, ThrowawayPostgres], pipeline: dict[str, Any]) -> None:
+        self.redis_server, self.postgres_server = servers
+        config = services_config(pipeline, redis_port=self.redis_server.port,
+                                 postgres_port=self.postgres_server.port)
+        self.sink = ServiceSink(config, client_name="test-outbox-unit", client_retries=False)
+        self.calls: list[tuple[object, ...]] = []
+        self._down = False
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        if value and not self._down:
+            self.redis_server.stop()
+            self.postgres_server.stop()
+        elif not value and self._down:
+            self.redis_server.start()
+            self.postgres_server.start()
+        self._down = value
 
     async def save_image(self, key: str, data: bytes, expire_seconds: int | None) -> None:
-        self._check()
+        await self.sink.save_image(key, data, expire_seconds)
         self.calls.append(("save_image", key, data, expire_seconds))
 
     async def publish(self, channel: str, message: str) -> None:
-        self._check()
+        await self.sink.publish(channel, message)
         self.calls.append(("publish", channel, message))
 
     async def upsert(self, schema: str, table: str, key_field: str, key_value: str, fields: Mapping[str, str]) -> None:
-        self._check()
-        if table in self.broken_tables:
-            raise psycopg.errors.UndefinedTable(f'relation "{schema}.{table}" does not exist')
+        await self.sink.upsert(schema, table, key_field, key_value, fields)
         self.calls.append(("upsert", table, key_value, dict(fields)))
 
     async def create_initial_record(self, display_id: str, captured_timestamp: str, session_id: str) -> None:
-        self._check()
+        await self.sink.create_initial_record(display_id, captured_timestamp, session_id)
         self.calls.append(("create_initial_record", session_id))
+
+
+@pytest.fixture
+async def writer(servers: tuple[ThrowawayRedis, ThrowawayPostgres],
+                 fixture_pipeline: dict[str, Any]) -> AsyncIterator[RecordingWriter]:
+    recording = RecordingWriter(servers, fixture_pipeline)
+    yield recording
+    recording.down = False
+    await recording.sink.close()
 
 
 def store(tmp_path: Path, **bounds: int) -> OutboxStore:
@@ -67,8 +106,8 @@ def counter(metrics: PodMetrics, name: str, labels: dict[str, str]) -> float:
     return value or 0.0
 
 
-async def test_writes_are_applied_in_order_and_deleted(tmp_path: Path) -> None:
-    writer, metrics = RecordingWriter(), PodMetrics()
+async def test_writes_are_applied_in_order_and_deleted(tmp_path: Path, writer: RecordingWriter) -> None:
+    metrics = PodMetrics()
     outbox = ActionOutbox(store(tmp_path), writer, metrics=metrics)
     sink = DurableSink(outbox)
     assert queues_writes(sink)
@@ -86,8 +125,8 @@ async def test_writes_are_applied_in_order_and_deleted(tmp_path: Path) -> None:
     assert counter(metrics, "detector_action_outbox_items", {"outbox": "pod", "service": "postgres"}) == 0
 
 
-async def test_a_down_service_is_retried_and_does_not_block_the_other(tmp_path: Path) -> None:
-    writer, metrics = RecordingWriter(), PodMetrics()
+async def test_a_down_service_is_retried_and_does_not_block_the_other(tmp_path: Path, writer: RecordingWriter) -> None:
+    metrics = PodMetrics()
     outbox = ActionOutbox(store(tmp_path), writer, metrics=metrics, min_backoff_s=0.05, max_backoff_s=0.1)
     outbox.start()
     writer.down = True
@@ -102,8 +141,8 @@ async def test_a_down_service_is_retried_and_does_not_block_the_other(tmp_path: 
     await outbox.close()
 
 
-async def test_the_bound_drops_oldest_images_first_and_counts_them(tmp_path: Path) -> None:
-    writer, metrics = RecordingWriter(), PodMetrics()
+async def test_the_bound_drops_oldest_images_first_and_counts_them(tmp_path: Path, writer: RecordingWriter) -> None:
+    metrics = PodMetrics()
     outbox = ActionOutbox(store(tmp_path, max_items=5), writer, metrics=metrics)  # not started: nothing drains
     for n in range(3):
         await outbox.enqueue("redis", f"img:{n}", "save_image", {"key": f"img:{n}", "expire_seconds": None}, b"j")
@@ -120,8 +159,8 @@ async def test_the_bound_drops_oldest_images_first_and_counts_them(tmp_path: Pat
     await outbox.close()
 
 
-async def test_the_byte_bound_drops_images(tmp_path: Path) -> None:
-    outbox = ActionOutbox(store(tmp_path, max_bytes=10_000), RecordingWriter())
+async def test_the_byte_bound_drops_images(tmp_path: Path, writer: RecordingWriter) -> None:
+    outbox = ActionOutbox(store(tmp_path, max_bytes=10_000), writer)
     for n in range(5):
         await outbox.enqueue("redis", f"img:{n}", "save_image", {"key": f"img:{n}", "expire_seconds": None},
                              b"j" * 3000)
@@ -129,9 +168,9 @@ async def test_the_byte_bound_drops_images(tmp_path: Path) -> None:
     await outbox.close()
 
 
-async def test_permanent_errors_go_to_dead_letters_and_the_rest_continues(tmp_path: Path) -> None:
-    writer, metrics = RecordingWriter(), PodMetrics()
-    writer.broken_tables.add("missing")
+async def test_permanent_errors_go_to_dead_letters_and_the_rest_continues(
+        tmp_path: Path, writer: RecordingWriter) -> None:
+    metrics = PodMetrics()
     outbox = ActionOutbox(store(tmp_path), writer, metrics=metrics)
     sink = DurableSink(outbox)
     outbox.start()
@@ -145,8 +184,9 @@ async def test_permanent_errors_go_to_dead_letters_and_the_rest_continues(tmp_pa
     await outbox.close()
 
 
-async def test_expired_images_are_dropped_and_live_ones_keep_their_remaining_ttl(tmp_path: Path) -> None:
-    writer, metrics = RecordingWriter(), PodMetrics()
+async def test_expired_images_are_dropped_and_live_ones_keep_their_remaining_ttl(
+        tmp_path: Path, writer: RecordingWriter) -> None:
+    metrics = PodMetrics()
     outbox = ActionOutbox(store(tmp_path), writer, metrics=metrics)
     now = time.time()
     outbox.store.enqueue("redis", "old", "save_image", {"key": "old", "expire_seconds": 60}, b"o", now=now - 120)
@@ -159,25 +199,24 @@ async def test_expired_images_are_dropped_and_live_ones_keep_their_remaining_ttl
     await outbox.close()
 
 
-async def test_queued_writes_survive_a_restart(tmp_path: Path) -> None:
-    writer = RecordingWriter()
+async def test_queued_writes_survive_a_restart(tmp_path: Path, writer: RecordingWriter) -> None:
     writer.down = True
     first = ActionOutbox(store(tmp_path), writer, min_backoff_s=0.05, close_timeout_s=0.2)
     first.start()
     await DurableSink(first).create_initial_record("d", "ts", "session-1")
-    await DurableSink(first).upsert("s", "t", "session_id", "session-1", {"car_brand": "Ford"})
+    await DurableSink(first).upsert("s", "cars", "session_id", "session-1", {"car_brand": "Ford"})
     await first.close()  # the pod stops while the service is down
     writer.down = False
     second = ActionOutbox(store(tmp_path), writer)
     second.start()
     await wait_for(lambda: len(writer.calls) == 2)
     assert writer.calls == [("create_initial_record", "session-1"),
-                            ("upsert", "t", "session-1", {"car_brand": "Ford"})]
+                            ("upsert", "cars", "session-1", {"car_brand": "Ford"})]
     await second.close()
 
 
-async def test_a_service_missing_from_pipeline_json_fails_at_once(tmp_path: Path) -> None:
-    outbox = ActionOutbox(store(tmp_path), RecordingWriter())
+async def test_a_service_missing_from_pipeline_json_fails_at_once(tmp_path: Path, writer: RecordingWriter) -> None:
+    outbox = ActionOutbox(store(tmp_path), writer)
     sink = DurableSink(outbox, configured=frozenset({"postgres"}))
     with pytest.raises(Exception, match='no "redis" section'):
         await sink.publish("ch", "m")
