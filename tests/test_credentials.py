@@ -40,7 +40,8 @@ from detector.contract.pods import DisplaySubscription, PodSpec, StreamSpec
 from detector_operator import handlers
 from detector_operator.manifests import PodDefaults, build_pod
 from tests.broker.test_end_to_end import Worker
-from tests.operator.test_operator_kmock import CR, NS, VERBS, Api, HealthEndpoint, running, until
+from tests.operator.test_operator_kmock import NS, Api, HealthEndpoint, running, until
+from tests.support import kube
 from tests.support.model_server import serve_files
 from tests.support.recording import RecordingRunner
 from tests.support.servers import free_port
@@ -255,11 +256,7 @@ async def pod_health() -> AsyncIterator[HealthEndpoint]:
 @pytest.fixture
 def cluster(kmock: kmock.KubernetesEmulator, pod_health: HealthEndpoint) -> Api:
     """kmock serving what the operator uses (see tests/operator/test_operator_kmock.py), events included."""
-    kmock.resources[CR] = {"kind": "CameraSubscription", "singular": "camerasubscription", "namespaced": True,
-                           "verbs": VERBS, "subresources": {"status"}}
-    for plural, kind in (("pods", "Pod"), ("events", "Event"), ("namespaces", "Namespace")):
-        kmock.resources[f"v1/{plural}"] = {"kind": kind, "namespaced": plural != "namespaces", "verbs": VERBS,
-                                           "subresources": {"status"} if plural == "pods" else set()}
+    kube.register_operator_api(kmock)
     return Api(str(kmock.url).rstrip("/"), pod_health.port)
 
 

@@ -9,7 +9,6 @@ A file there is always complete: the export runs in a private scratch folder and
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from camera_pod.inference.ultralytics_backend import ModelLoadError, UltralyticsModel
+from detector.kit.file_locks import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,9 @@ def cache_path(cache_dir: Path, sha256: str, *, imgsz: int | None = None, rect: 
     return cache_dir / "onnx" / f"{sha256}{size}{shape}.onnx"
 
 
-@contextlib.contextmanager
-def locked(cache_dir: Path, sha256: str) -> Iterator[None]:
-    """Hold the export lock of one checkpoint (an ``flock``: it also excludes other threads of this process)."""
-    path = cache_dir / "locks" / f"onnx-{sha256}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def locked(cache_dir: Path, sha256: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the export lock of one checkpoint."""
+    return file_lock(cache_dir / "locks" / f"onnx-{sha256}.lock")
 
 
 @contextlib.contextmanager

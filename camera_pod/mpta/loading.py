@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from camera_pod.mpta import extracting, fetching
 from camera_pod.mpta.errors import MptaError, issues_from_validation
 from camera_pod.mpta.schema import PipelineConfig
 from camera_pod.mpta.validating import validate
+from detector.kit.file_locks import file_lock
 from detector.kit.redaction import redact_url
 
 log = logging.getLogger(__name__)
@@ -62,18 +61,6 @@ def load_extracted(root: Path, load_model: Callable[[Path], Model], sha256: str 
     if issues:
         raise MptaError(issues)
     return LoadedArchive(sha256, root, config, models)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise extraction of one archive across processes (camera pods share the cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -142,7 +129,7 @@ class ArchiveStore:
 
     def _extract_and_load(self, archive_path: Path, sha: str) -> LoadedArchive:
         target = self.cache_dir / "extracted" / sha
-        with _file_lock(self.cache_dir / "locks" / f"{sha}.lock"):
+        with file_lock(self.cache_dir / "locks" / f"{sha}.lock"):
             marker = target.with_name(f"{sha}{_COMPLETE_MARKER}")
             if not marker.exists():
                 shutil.rmtree(target, ignore_errors=True)

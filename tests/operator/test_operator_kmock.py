@@ -32,14 +32,13 @@ from detector.contract.pods import PodHealth, StreamReport
 from detector_operator import handlers
 from detector_operator.manifests import PodDefaults
 from tests.operator.test_manifests import SPEC
+from tests.support import kube
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 GROUP, VERSION, PLURAL = "detector.gasstation.dev", "v1", "camerasubscriptions"
-CR = f"{GROUP}/{VERSION}/{PLURAL}"
 NS = "detectors"
 UID = "5f0c7a1e-0000-4000-8000-000000000001"
-VERBS = {"list", "watch", "get", "patch", "create", "delete"}
 STATUS_INTERVAL_S = 0.3
 
 
@@ -71,13 +70,7 @@ async def health() -> AsyncIterator[HealthEndpoint]:
 
 @pytest.fixture
 def api(kmock: kmock.KubernetesEmulator, health: HealthEndpoint) -> Api:
-    kmock.resources[CR] = {"kind": "CameraSubscription", "singular": "camerasubscription", "namespaced": True,
-                           "verbs": VERBS, "subresources": {"status"}}
-    for plural, kind in (("pods", "Pod"), ("events", "Event"), ("namespaces", "Namespace")):
-        kmock.resources[f"v1/{plural}"] = {"kind": kind, "namespaced": plural != "namespaces", "verbs": VERBS,
-                                           "subresources": {"status"} if plural == "pods" else set()}
-    kmock.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = {
-        "kind": "CustomResourceDefinition", "namespaced": False, "verbs": VERBS}
+    kube.register_operator_api(kmock)
     return Api(str(kmock.url).rstrip("/"), health.port)
 
 

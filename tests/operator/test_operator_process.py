@@ -21,24 +21,12 @@ import yaml
 from kubernetes import client as k8s
 
 from tests.operator.test_manifests import SPEC
+from tests.support import kube
 from tests.support.servers import free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL, NS = "detector.gasstation.dev", "v1", "camerasubscriptions", "detectors"
-VERBS = {"list", "watch", "get", "patch", "create", "delete"}
-
-
-def register(emulator: kmock.KubernetesEmulator) -> None:
-    emulator.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = {
-        "kind": "CameraSubscription", "singular": "camerasubscription", "namespaced": True, "verbs": VERBS,
-        "subresources": {"status"}}
-    emulator.resources["kopf.dev/v1/kopfpeerings"] = {"kind": "KopfPeering", "singular": "kopfpeering",
-                                                      "namespaced": True, "verbs": VERBS}
-    for plural, kind in (("pods", "Pod"), ("events", "Event"), ("namespaces", "Namespace")):
-        emulator.resources[f"v1/{plural}"] = {"kind": kind, "namespaced": plural != "namespaces", "verbs": VERBS}
-    emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = {
-        "kind": "CustomResourceDefinition", "namespaced": False, "verbs": VERBS}
 
 
 def kubeconfig(path: Path, server: str) -> Path:
@@ -62,7 +50,7 @@ async def wait_for(condition: Any, timeout: float = 30) -> Any:
 
 async def test_the_operator_process_serves_liveness_peers_and_stops_on_sigterm(
         kmock: kmock.KubernetesEmulator, tmp_path: Path) -> None:
-    register(kmock)
+    kube.register_operator_api(kmock, peering=True)
     server = str(kmock.url).rstrip("/")
     custom = k8s.CustomObjectsApi(k8s.ApiClient(k8s.Configuration(host=server)))
     core = k8s.CoreV1Api(custom.api_client)

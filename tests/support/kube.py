@@ -32,6 +32,20 @@ def register(emulator: kmock.KubernetesEmulator, resource: str, kind: str, *, na
                                     "subresources": set(subresources)}
 
 
+def register_operator_api(emulator: kmock.KubernetesEmulator, *, peering: bool = False) -> None:
+    """What the Kopf operator talks to: CameraSubscriptions and pods (with status), events; namespaces and
+    CRDs only discoverable (Kopf waits for them; its cluster scanning is off, so they are never listed)."""
+    register(emulator, "detector.gasstation.dev/v1/camerasubscriptions", "CameraSubscription",
+             subresources={"status"})
+    register(emulator, "v1/pods", "Pod", subresources={"status"})
+    register(emulator, "v1/events", "Event")
+    register(emulator, "v1/namespaces", "Namespace", namespaced=False)
+    register(emulator, "apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition",
+             namespaced=False)
+    if peering:
+        register(emulator, "kopf.dev/v1/kopfpeerings", "KopfPeering")
+
+
 def api_client(emulator: kmock.KubernetesEmulator) -> client.ApiClient:
     """A client of the emulator (never the kubeconfig of the machine running the tests)."""
     return client.ApiClient(client.Configuration(host=str(emulator.url).rstrip("/")))
