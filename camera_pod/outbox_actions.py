@@ -60,12 +60,12 @@ def is_temporary(exc: BaseException) -> bool:
     return isinstance(exc, TEMPORARY_ERRORS)
 
 
-def outbox_path(cache_dir: Path, pod_name: str, config: PipelineConfig) -> Path:
+def outbox_path(state_dir: Path, pod_name: str, config: PipelineConfig) -> Path:
     """One file per pod and per set of services (the queued writes are only valid for those services)."""
     parts = [f"{c.host}:{c.port}/{c.db}" if (c := config.redis) else "-",
              f"{p.username}@{p.host}:{p.port}/{p.database}" if (p := config.postgresql) else "-"]
     target = hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
-    return cache_dir / "outbox" / f"{pod_name}-{target}.sqlite3"
+    return state_dir / f"{pod_name}-{target}.sqlite3"
 
 
 class ActionOutbox:

@@ -131,7 +131,7 @@ class CameraPod:
         s = self.settings
         if not s.action_outbox:
             return ServiceSink(config, client_name=f"camera-pod-{self.spec.name}")
-        path = outbox_path(s.cache_dir, self.spec.name, config)
+        path = outbox_path(s.durable_dir, self.spec.name, config)
         if path in self._durable_sinks:  # archives naming the same services share one queue (one drainer each)
             return self._durable_sinks[path]
         writer = ServiceSink(config, client_name=f"camera-pod-{self.spec.name}", client_retries=False)

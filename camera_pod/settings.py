@@ -17,6 +17,8 @@ class PodSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
 
     cache_dir: Path = Field(default_factory=_default_cache, description="downloaded and extracted .mpta archives")
+    state_dir: Path | None = Field(None, description="durable queues (action and event outboxes); keep it on a disk "
+                                                     "that outlives the pod; empty: <cache_dir>/outbox")
     max_mpta_bytes: int = Field(2 << 30, ge=1, description="largest .mpta download accepted")
     mpta_connect_timeout_s: float = Field(10.0, gt=0)
     mpta_read_timeout_s: float = Field(60.0, gt=0)
@@ -37,7 +39,7 @@ class PodSettings(BaseSettings):
     onnx_rect: bool = Field(
         True, description="detectors take the smallest stride-multiple rectangle around the frame; false: a square")
     action_outbox: bool = Field(True, description="Redis/PostgreSQL writes go through the durable outbox on local "
-                                                  "disk (<cache_dir>/outbox/); false: written directly, lost on error")
+                                                  "disk (state_dir); false: written directly, lost on error")
     action_outbox_max_items: int = Field(10_000, ge=1, description="queued writes at most; past it the oldest images "
                                                                   "are dropped first, then the oldest of any kind")
     action_outbox_max_bytes: int = Field(512 << 20, ge=1024, description="queued bytes at most (same dropping rule)")
@@ -46,6 +48,10 @@ class PodSettings(BaseSettings):
                                                                         "the rest stays on disk for the next start")
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
+
+    @property
+    def durable_dir(self) -> Path:
+        return self.state_dir if self.state_dir is not None else self.cache_dir / "outbox"
 
     @field_validator("inference_providers", mode="before")
     @classmethod
