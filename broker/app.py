@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from broker import auth, decoding
 from broker.service import Broker
-from detector.contract.pods import POD_MESSAGE, Ack, DetectionEvent
+from detector.contract.pods import POD_MESSAGE, DetectionEvent
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,8 @@ def build_app(broker: Broker) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await broker.restore()  # before serving: a restarted broker knows its cameras before the backend asks
-        tasks = [asyncio.create_task(broker.heartbeat()), asyncio.create_task(broker.watch_grace())]
+        tasks = [asyncio.create_task(broker.heartbeat()), asyncio.create_task(broker.watch_grace()),
+                 asyncio.create_task(broker.delivery.run())]
         broker.backend_lost_at = time.monotonic()
         try:
             yield
@@ -48,15 +49,14 @@ def build_app(broker: Broker) -> FastAPI:
         if await refused(socket):
             return
         await socket.accept()
-        previous, broker.backend = broker.backend, socket
-        broker.backend_lost_at = None
+        previous = broker.backend
+        broker.connect_backend(socket)
         if previous is not None:
             log.info("a new backend connection replaces the old one")
             with contextlib.suppress(Exception):
                 await previous.close(code=1012)
         log.info("backend connected", extra={"client": str(socket.client)})
         await broker.send(broker.state_report().to_wire())
-        await broker.flush_undelivered()
         try:
             while True:
                 raw = await _receive(socket)
@@ -67,9 +67,7 @@ def build_app(broker: Broker) -> FastAPI:
         except WebSocketDisconnect:
             pass
         finally:
-            if broker.backend is socket:
-                broker.backend = None
-                broker.backend_lost_at = time.monotonic()
+            if broker.disconnect_backend(socket):
                 log.warning("backend disconnected; cameras keep running for the grace period",
                             extra={"grace_s": broker.settings.backend_grace_period_sec})
 
@@ -88,8 +86,7 @@ def build_app(broker: Broker) -> FastAPI:
                     log.error("bad message from pod", extra={"pod": name, "error": decoding.describe(exc)})
                     continue
                 if isinstance(message, DetectionEvent):
-                    await broker.on_event(message)
-                    await socket.send_text(Ack(ids=[message.id]).model_dump_json())
+                    await broker.on_event(message, name)
                 else:
                     broker.pods.update(link, message)
         except WebSocketDisconnect:

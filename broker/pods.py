@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from fastapi import WebSocket
@@ -26,8 +25,6 @@ class PodLink:
 @dataclass
 class PodRegistry:
     links: dict[str, PodLink] = field(default_factory=dict)
-    _seen_events: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    max_remembered_events: int = 100_000
 
     def attach(self, name: str, socket: WebSocket) -> PodLink:
         link = PodLink(name, socket)
@@ -46,12 +43,3 @@ class PodRegistry:
         if link is None or link.report is None or time.monotonic() - link.reported_at > REPORT_STALE_S:
             return None
         return link.report
-
-    def first_time(self, event_id: str) -> bool:
-        """At-least-once delivery from pods: each event id is handled once."""
-        if event_id in self._seen_events:
-            return False
-        self._seen_events[event_id] = None
-        if len(self._seen_events) > self.max_remembered_events:
-            self._seen_events.popitem(last=False)
-        return True

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import WebSocket
 
 from broker import protocol
+from broker.delivery import Delivery, Outgoing
 from broker.planning import plan, unplan
 from broker.pods import PodRegistry
 from broker.reporting import GpuProbe, machine_usage
 from broker.runners import Runner
 from broker.settings import BrokerSettings
-from detector.contract.pods import DetectionEvent, PodSpec
+from detector.contract.pods import Ack, DetectionEvent, PodSpec
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,13 @@ class Broker:
     displays: dict[str, DisplayState] = field(default_factory=dict)
     backend: WebSocket | None = None
     backend_lost_at: float | None = None
-    undelivered: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
     gpu: GpuProbe = field(default_factory=GpuProbe)
     pending_patches: dict[int, float] = field(default_factory=dict)  # sessionId -> when the patch was sent
-    _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    delivery: Delivery = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.delivery = Delivery(self._acknowledge, max_kept=self.settings.max_kept_events,
+                                 max_age_s=self.settings.event_max_age_sec)
 
     # ---- subscriptions --------------------------------------------------------------------------
 
@@ -119,57 +123,75 @@ class Broker:
 
     # ---- events from pods -----------------------------------------------------------------------
 
-    async def on_event(self, event: DetectionEvent) -> None:
-        if not self.pods.first_time(event.id):
+    async def on_event(self, event: DetectionEvent, pod: str = "") -> None:
+        """At-least-once from pods: an event is acknowledged once delivered (or settled), each id handled once."""
+        state = self.delivery.state(event.id)
+        if state == "pending":
+            return  # queued already; acknowledged when sent
+        if state == "done":
+            await self.delivery.settle(pod, [event.id])  # the pod missed the acknowledgement
             return
+        message = self._message_for(event)
+        if message is None:
+            await self.delivery.settle(pod, [event.id])
+            return
+        self.delivery.enqueue(Outgoing(message, events=((pod, event.id),), captured_at=event.captured_at))
+
+    def _message_for(self, event: DetectionEvent) -> str | None:
+        """The wire message an event makes (imageDetection or patchSession), or None when it makes none."""
         subscription = self.subscriptions.get(event.subscription)
         if subscription is None:
             log.info("event for a subscription that is gone; dropped", extra={"subscription": event.subscription})
-            return
+            return None
         display = self.displays.setdefault(subscription.display_id, DisplayState())
         if event.update and display.session_id is not None:
             # The car was announced and the backend opened a session for it: patch the session.
             current = protocol.CurrentCar(**detection_from_fields(event.fields).model_dump(
                 exclude={"licensePlateConfidence"}))
-            await self.send(protocol.PatchSession(sessionId=display.session_id,
-                                                  data=protocol.PatchData(currentCar=current)).model_dump(
-                mode="json", exclude_none=True))
             self.pending_patches[display.session_id] = time.monotonic()
             display.announced = dict(event.fields)
-            return
+            return protocol.PatchSession(sessionId=display.session_id, data=protocol.PatchData(
+                currentCar=current)).model_dump_json(exclude_none=True)
         if event.update:
             log.info("improved result for a visit already announced; no session to patch",
                      extra={"subscription": event.subscription, "fields": event.fields})
-            return
+            return None
         if display.session_id is not None and display.announced == event.fields:
-            return  # the same car during an active session is not re-announced
+            return None  # the same car during an active session is not re-announced
         display.announced = dict(event.fields)
-        message = protocol.ImageDetection(
+        return protocol.ImageDetection(
             subscriptionIdentifier=event.subscription, timestamp=protocol.iso_timestamp(event.captured_at),
             sessionId=display.session_id,
             data=protocol.DetectionData(detection=detection_from_fields(event.fields), modelId=subscription.modelId,
-                                        modelName=subscription.modelName))
-        await self.send(message.model_dump(mode="json"))
+                                        modelName=subscription.modelName)).model_dump_json()
+
+    async def _acknowledge(self, pod: str, event_ids: list[str]) -> None:
+        link = self.pods.links.get(pod)
+        if link is None or not event_ids:
+            return  # the pod sends the events again once it is back; they are acknowledged then
+        try:
+            await link.socket.send_text(Ack(ids=event_ids).model_dump_json())
+        except Exception as exc:  # the link closed under us: same as above
+            log.info("acknowledgement not sent; the pod will resend", extra={"pod": pod, "error": type(exc).__name__})
 
     # ---- backend link ---------------------------------------------------------------------------
 
     async def send(self, message: dict[str, Any]) -> None:
-        """To the backend now, or kept (bounded, oldest dropped) until one connects."""
-        async with self._send_lock:
-            if self.backend is None:
-                if message.get("type") != "stateReport":
-                    self.undelivered.append(message)
-                return
-            try:
-                await self.backend.send_json(message)
-            except Exception as exc:  # the socket closed under us; the receive side will notice
-                if message.get("type") != "stateReport":
-                    log.warning("backend send failed; keeping the message", extra={"error": repr(exc)})
-                    self.undelivered.append(message)
+        """To the backend now, or kept (bounded) until one connects; a stateReport is never kept."""
+        self.delivery.enqueue(Outgoing(json.dumps(message, separators=(",", ":")),
+                                       kept=message.get("type") != "stateReport"))
 
-    async def flush_undelivered(self) -> None:
-        while self.undelivered and self.backend is not None:
-            await self.send(self.undelivered.popleft())
+    def connect_backend(self, socket: WebSocket) -> None:
+        self.backend, self.backend_lost_at = socket, None
+        self.delivery.connect(socket)
+
+    def disconnect_backend(self, socket: WebSocket) -> bool:
+        """True when ``socket`` was the current backend (a replaced connection ending is not a loss)."""
+        self.delivery.disconnect(socket)
+        if self.backend is not socket:
+            return False
+        self.backend, self.backend_lost_at = None, time.monotonic()
+        return True
 
     def state_report(self) -> protocol.StateReport:
         connections = []

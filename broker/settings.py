@@ -28,12 +28,19 @@ class BrokerSettings(BaseSettings):
     stable_frames: int = Field(3, ge=1, description="consistent frames before a visit is announced")
     visit_gap_sec: float = Field(0.7, gt=0, description="no vehicle this long ends a visit")
     max_message_bytes: int = Field(1 << 20, ge=1024)
+    event_max_age_sec: float = Field(600.0, gt=0, description="detections older than this when a backend is "
+                                                              "there to take them are dropped, not delivered")
+    max_kept_events: int = Field(10_000, ge=1, description="messages kept in memory while no backend is connected; "
+                                                           "past it the pods keep the rest on their disks")
     runner: Literal["local", "kubernetes"] = Field(
         "local", description="local: camera pods are child processes; kubernetes: CameraSubscriptions")
     namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
                            description="kubernetes runner: where the CameraSubscriptions live")
     broker_id: str = Field("detector-broker", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
                            description="kubernetes runner: the managed-by label of this broker's resources")
+    kube_apply_concurrency: int = Field(
+        16, ge=1, le=256,
+        description="kubernetes runner: cameras whose Secret and CameraSubscription are written at once")
     auth_token: SecretStr | None = Field(
         None, min_length=16, max_length=4096,
         description="shared token the backend (and camera pods) must present on /, /camera/ and /internal/pods/; "

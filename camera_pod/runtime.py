@@ -31,6 +31,7 @@ from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.cropping import Crop
 from camera_pod.streams.frames import Frame
 from camera_pod.streams.hub import StreamHub, StreamSubscription
+from camera_pod.visit_memory import VisitMemory
 from camera_pod.visits import VisitDecision, VisitTracker
 from detector.contract.pods import DetectionEvent, DisplaySubscription, PodHealth, PodSpec, StreamReport
 from detector.kit.errors import DetectorError
@@ -58,7 +59,8 @@ class CameraPod:
     settings: PodSettings
     http_port: int = 0
     metrics: PodMetrics = field(default_factory=PodMetrics)
-    outbox: EventOutbox = field(default_factory=EventOutbox)
+    outbox: EventOutbox = field(init=False)
+    visit_memory: VisitMemory = field(init=False)
     hub: StreamHub = field(default_factory=StreamHub)
     services: ServiceOverrides = field(default_factory=ServiceOverrides)
     model_error: str | None = None
@@ -73,6 +75,9 @@ class CameraPod:
         limits = DownloadLimits.from_settings(self.settings)
         load_model = selection.model_loader(self.settings.cache_dir, selection.options_from_settings(self.settings))
         self.store = ArchiveStore(self.settings.cache_dir, download_limits=limits, load_model=load_model)
+        self.outbox = EventOutbox(self.settings.durable_dir / f"{self.spec.name}-events.sqlite3",
+                                  max_events=self.settings.event_outbox_max_events)
+        self.visit_memory = VisitMemory(self.settings.durable_dir / f"{self.spec.name}-visits.json")
 
     async def run(self) -> None:
         token = self.settings.auth_token.get_secret_value() if self.settings.auth_token else None
@@ -102,6 +107,7 @@ class CameraPod:
             pipeline.engine.close()
         for sink in {id(pipeline.sink): pipeline.sink for pipeline in pipelines}.values():
             await sink.close()  # a durable one first gives its queue close_timeout_s to drain
+        self.outbox.close()
 
     # ---- models ---------------------------------------------------------------------------------
 
@@ -147,6 +153,8 @@ class CameraPod:
     async def _serve(self, display: DisplaySubscription, subscription: StreamSubscription,
                      pipeline: _Pipeline) -> None:
         visits = self._visit_tracker(pipeline)
+        if visits is not None:
+            visits.resume = self.visit_memory.recall(display.identifier)
         reuse = ClassificationReuse(max_age_s=self.settings.classify_interval_s, growth=self.settings.classify_growth) \
             if self.settings.classify_interval_s > 0 else None
         display_id = display.identifier.split(";", 1)[0]
@@ -194,6 +202,7 @@ class CameraPod:
         result = await pipeline.engine.process(image, context, act=False, reuse=reuse)
         for decision in visits.observe(result, image, frame.captured_at):
             await self._announce(display, pipeline, context, decision)
+        self.visit_memory.remember(display.identifier, visits.announced(), time.monotonic())
 
     async def _announce(self, display: DisplaySubscription, pipeline: _Pipeline, context: FrameContext,
                         decision: VisitDecision) -> None:

@@ -34,6 +34,9 @@ class PodSettings(BaseSettings):
         (), description="comma-separated ONNX Runtime providers, in order; empty: TensorRT, CUDA, CPU as available")
     inference_threads: int | None = Field(
         None, ge=1, le=256, description="ONNX Runtime threads per model call; empty: the CPUs this process may use")
+    inference_device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="where the ultralytics backend runs models: cpu, cuda or cuda:N; auto: cuda when torch sees one")
     onnx_imgsz: int | None = Field(
         None, ge=32, le=4096, multiple_of=32, description="export detectors at this input size; empty: training size")
     onnx_rect: bool = Field(
@@ -46,6 +49,8 @@ class PodSettings(BaseSettings):
     action_outbox_max_backoff_s: float = Field(30.0, gt=0, description="longest wait between retries of a down service")
     action_outbox_close_timeout_s: float = Field(3.0, ge=0, description="on shutdown, time to apply what is queued; "
                                                                         "the rest stays on disk for the next start")
+    event_outbox_max_events: int = Field(10_000, ge=1, description="detection events kept on disk until the broker "
+                                                                  "has delivered them; past it the oldest are dropped")
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "text"
 

@@ -25,6 +25,16 @@ class Visit:
     best_score: float = -1.0
     best_image: Image | None = None
     best_captured_at: float = 0.0
+    last_captured_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AnnouncedVisit:
+    """What a restarted pod needs to recognise the car it announced before it died."""
+
+    visit_id: str
+    fields: dict[str, str]
+    last_seen: float  # capture time (epoch seconds) of the last frame the car was in
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,10 @@ class VisitTracker:
     gap_s: float = 0.7
     method: str = "bytetrack"
     visits: dict[int, Visit] = field(default_factory=dict)
+    # The visit announced by this pod's previous life: the first car seen within resume_window_s of it
+    # continues that visit (no second announcement) unless its classification differs.
+    resume: AnnouncedVisit | None = None
+    resume_window_s: float = 30.0
     tracker: ObjectTracker = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,14 +80,29 @@ class VisitTracker:
             return []
         visit = self.visits.get(vehicle.track_id or 0)
         if visit is None:
-            visit = self.visits[vehicle.track_id or 0] = Visit(uuid.uuid4().hex, vehicle.track_id or 0, now)
-        visit.last_seen = now
+            visit = self.visits[vehicle.track_id or 0] = self._new_visit(vehicle.track_id or 0, now, captured_at)
+        visit.last_seen, visit.last_captured_at = now, captured_at
         score = frame_score(vehicle, image.shape[1], image.shape[0])
         if score > visit.best_score:
             visit.best_score, visit.best_image, visit.best_captured_at = score, image.copy(), captured_at
         if is_truncated(vehicle, image.shape[1], image.shape[0]):
             return []  # a car half in view is classified from half a car: wait until it is whole
         return self._decide(visit, result.classified_fields() if result.status == "detected" else {})
+
+    def _new_visit(self, track_id: int, now: float, captured_at: float) -> Visit:
+        visit = Visit(uuid.uuid4().hex, track_id, now)
+        resumed, self.resume = self.resume, None
+        if resumed is not None and 0 <= captured_at - resumed.last_seen <= self.resume_window_s:
+            visit.id, visit.announced = resumed.visit_id, dict(resumed.fields)
+        return visit
+
+    def announced(self) -> AnnouncedVisit | None:
+        """The most recently seen visit that was announced (what to remember across a restart)."""
+        visits = [v for v in self.visits.values() if v.announced is not None]
+        latest = max(visits, key=lambda v: v.last_captured_at, default=None)
+        if latest is None or latest.announced is None:
+            return None
+        return AnnouncedVisit(latest.id, dict(latest.announced), latest.last_captured_at)
 
     def _main_vehicle(self, result: FrameResult, image: Image) -> Box | None:
         root = result.root

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from broker import protocol
 from broker.planning import plan, pod_name
 from broker.service import Broker
 from broker.settings import BrokerSettings
-from detector.contract.pods import DetectionEvent, PodSpec
+from detector.contract.pods import Ack, DetectionEvent, PodSpec
 
 
 class RecordingRunner:
@@ -40,11 +41,16 @@ class RecordingRunner:
 
 
 class Backend:
+    """A socket that records what is sent to it (or refuses, when ``broken``)."""
+
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.broken = False
 
-    async def send_json(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
+    async def send_text(self, data: str) -> None:
+        if self.broken:
+            raise ConnectionResetError("gone")
+        self.sent.append(json.loads(data))
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["type"] == kind]
@@ -63,7 +69,8 @@ def event(identifier: str, visit: str = "v1", update: bool = False, **fields: st
 
 @pytest.fixture
 def broker() -> Broker:
-    return Broker(BrokerSettings(backend_grace_period_sec=1.0), RecordingRunner())
+    # The fixture events were captured in 2025: no max age here (it has its own tests).
+    return Broker(BrokerSettings(backend_grace_period_sec=1.0, event_max_age_sec=1e10), RecordingRunner())
 
 
 def runner(broker: Broker) -> RecordingRunner:
@@ -105,7 +112,7 @@ def test_pod_specs_never_name_credentials() -> None:
 
 async def test_detections_carry_the_session_and_the_same_car_is_not_re_announced(broker: Broker) -> None:
     backend = Backend()
-    broker.backend = backend  # type: ignore[assignment]
+    broker.connect_backend(backend)  # type: ignore[arg-type]
     await broker.reconcile([subscription("d1;cam")])
     await broker.on_event(event("d1;cam", visit="a"))
     await broker.handle(protocol.SetSessionId(type="setSessionId", payload=protocol.SessionPayload(
@@ -113,6 +120,7 @@ async def test_detections_carry_the_session_and_the_same_car_is_not_re_announced
     await broker.on_event(event("d1;cam", visit="b"))  # the same car found again during the session
     await broker.on_event(event("d1;cam", visit="a", update=True, brand="Toyota", body_type="SUV"))
     await broker.on_event(event("d1;cam", visit="c", brand="Ford", body_type="Pickup"))
+    await broker.delivery.flush()
     detections = backend.of_type("imageDetection")
     assert [d.get("sessionId") for d in detections] == [None, 55]
     assert detections[0]["timestamp"] == "2025-07-14T12:34:56.789Z"
@@ -129,11 +137,13 @@ async def test_detections_carry_the_session_and_the_same_car_is_not_re_announced
 
 async def test_duplicate_event_ids_are_delivered_once(broker: Broker) -> None:
     backend = Backend()
-    broker.backend = backend  # type: ignore[assignment]
+    broker.connect_backend(backend)  # type: ignore[arg-type]
     await broker.reconcile([subscription("d1;cam")])
     once = event("d1;cam")
     await broker.on_event(once)
+    await broker.delivery.flush()
     await broker.on_event(once)
+    await broker.delivery.flush()
     assert len(backend.of_type("imageDetection")) == 1
 
 
@@ -142,9 +152,106 @@ async def test_events_without_a_backend_are_delivered_on_reconnect_oldest_first(
     await broker.on_event(event("d1;cam", visit="a", brand="Toyota", body_type="Sedan"))
     await broker.on_event(event("d1;cam", visit="b", brand="Ford", body_type="Pickup"))
     backend = Backend()
-    broker.backend = backend  # type: ignore[assignment]
-    await broker.flush_undelivered()
+    broker.connect_backend(backend)  # type: ignore[arg-type]
+    await broker.delivery.flush()
     assert [m["data"]["detection"]["carBrand"] for m in backend.of_type("imageDetection")] == ["Toyota", "Ford"]
+
+
+class PodSocket:
+    """A camera pod's end of its link: records the acknowledgements it receives."""
+
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+
+    async def send_text(self, data: str) -> None:
+        self.acked += Ack.model_validate_json(data).ids
+
+
+def attach_pod(broker: Broker, name: str = "pod-1") -> PodSocket:
+    socket = PodSocket()
+    broker.pods.attach(name, socket)  # type: ignore[arg-type]
+    return socket
+
+
+async def test_an_event_is_acknowledged_only_once_it_is_on_the_backend_socket(broker: Broker) -> None:
+    await broker.reconcile([subscription("d1;cam")])
+    pod = attach_pod(broker)
+    first = event("d1;cam", visit="a")
+    await broker.on_event(first, "pod-1")
+    await broker.delivery.flush()
+    assert pod.acked == [], "acknowledged while no backend had it: a broker crash now would lose it"
+    await broker.on_event(first, "pod-1")  # the pod's resend while it waits
+    backend = Backend()
+    broker.connect_backend(backend)  # type: ignore[arg-type]
+    await broker.delivery.flush()
+    assert pod.acked == [first.id]
+    assert len(backend.of_type("imageDetection")) == 1
+    await broker.on_event(first, "pod-1")  # a resend racing the acknowledgement: acknowledged, not re-sent
+    await broker.delivery.flush()
+    assert pod.acked == [first.id, first.id]
+    assert len(backend.of_type("imageDetection")) == 1
+
+
+async def test_a_failed_send_keeps_the_message_for_the_next_backend(broker: Broker) -> None:
+    await broker.reconcile([subscription("d1;cam")])
+    pod = attach_pod(broker)
+    broken = Backend()
+    broken.broken = True
+    broker.connect_backend(broken)  # type: ignore[arg-type]
+    await broker.on_event(event("d1;cam", visit="a"), "pod-1")
+    await broker.delivery.flush()
+    assert pod.acked == [] and len(broker.delivery) == 1
+    backend = Backend()
+    broker.connect_backend(backend)  # type: ignore[arg-type]
+    await broker.delivery.flush()
+    assert len(backend.of_type("imageDetection")) == 1 and len(pod.acked) == 1
+
+
+async def test_events_past_the_max_age_are_acknowledged_but_not_delivered() -> None:
+    broker = Broker(BrokerSettings(event_max_age_sec=60), RecordingRunner())
+    await broker.reconcile([subscription("d1;cam")])
+    pod = attach_pod(broker)
+    stale = event("d1;cam", visit="old")
+    fresh = DetectionEvent(**{**event("d1;cam", visit="new").model_dump(), "captured_at": time.time()})
+    await broker.on_event(stale, "pod-1")
+    await broker.on_event(fresh, "pod-1")
+    backend = Backend()
+    broker.connect_backend(backend)  # type: ignore[arg-type]
+    await broker.delivery.flush()
+    assert len(backend.of_type("imageDetection")) == 1
+    assert sorted(pod.acked) == sorted([stale.id, fresh.id])  # the pod may forget both
+    assert broker.delivery.expired == 1
+
+
+async def test_a_full_queue_leaves_the_oldest_events_to_their_pods() -> None:
+    broker = Broker(BrokerSettings(max_kept_events=2, event_max_age_sec=1e10), RecordingRunner())
+    await broker.reconcile([subscription("d1;cam")])
+    pod = attach_pod(broker)
+    events = [event("d1;cam", visit=v, brand=b, body_type="Sedan") for v, b in (("a", "Audi"), ("b", "BMW"),
+                                                                                 ("c", "Citroen"))]
+    for each in events:
+        await broker.on_event(each, "pod-1")
+    assert broker.delivery.evicted == 1 and broker.delivery.state(events[0].id) == "new"
+    backend = Backend()
+    broker.connect_backend(backend)  # type: ignore[arg-type]
+    await broker.delivery.flush()
+    await broker.on_event(events[0], "pod-1")  # the pod's resend: delivered now, nothing lost
+    await broker.delivery.flush()
+    assert sorted(m["data"]["detection"]["carBrand"] for m in backend.of_type("imageDetection")) == \
+        ["Audi", "BMW", "Citroen"]
+    assert sorted(pod.acked) == sorted(e.id for e in events)
+
+
+async def test_after_a_restart_kept_events_go_out_oldest_first(broker: Broker) -> None:
+    await broker.reconcile([subscription("d1;cam")])
+    late = DetectionEvent(**{**event("d1;cam", visit="b", brand="Ford").model_dump(), "captured_at": 1752496500.0})
+    early = DetectionEvent(**{**event("d1;cam", visit="a", brand="Audi").model_dump(), "captured_at": 1752496400.0})
+    await broker.on_event(late, "pod-2")  # pods resend in no common order
+    await broker.on_event(early, "pod-1")
+    backend = Backend()
+    broker.connect_backend(backend)  # type: ignore[arg-type]
+    await broker.delivery.flush()
+    assert [m["data"]["detection"]["carBrand"] for m in backend.of_type("imageDetection")] == ["Audi", "Ford"]
 
 
 async def test_cameras_stop_only_after_the_grace_period(broker: Broker) -> None:

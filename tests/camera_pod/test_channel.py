@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from pathlib import Path
 
 import websockets
 
@@ -70,3 +72,40 @@ def test_outbox_is_bounded_and_counts_what_it_drops() -> None:
     assert outbox.due(now=100.5) == []  # just sent: not due again yet
     outbox.acknowledge(["1"])
     assert [event.id for event in outbox.due(now=200.0)] == ["2"]
+
+
+def _event(event_id: str) -> DetectionEvent:
+    return DetectionEvent(id=event_id, subscription="d;c", captured_at=1.0, fields={"brand": "BMW"}, visit="v")
+
+
+def test_unacknowledged_events_outlive_the_process(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "pod-events.sqlite3"
+    first_life = EventOutbox(path)
+    for event_id in ("a", "b", "c"):
+        first_life.add(_event(event_id))
+    first_life.acknowledge(["b"])
+    first_life.close()  # or a kill -9: every add() was committed before it returned
+    second_life = EventOutbox(path)
+    assert [event.id for event in second_life.due(now=10.0)] == ["a", "c"]
+    second_life.acknowledge(["a", "c"])
+    second_life.close()
+    assert len(EventOutbox(path)) == 0
+
+
+def test_the_bound_also_holds_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    outbox = EventOutbox(path, max_events=2)
+    for event_id in ("a", "b", "c"):
+        outbox.add(_event(event_id))
+    outbox.close()
+    assert [event.id for event in EventOutbox(path).due(now=10.0)] == ["b", "c"]
+
+
+def test_an_unreadable_row_is_dropped_with_an_error_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    outbox = EventOutbox(path)
+    outbox.add(_event("a"))
+    outbox.close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO events (id, body) VALUES ('broken', '{not json')")
+    assert [event.id for event in EventOutbox(path).due(now=10.0)] == ["a"]

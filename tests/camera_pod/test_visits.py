@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from camera_pod.inference.detections import Box, Classification, Detections
 from camera_pod.pipeline.results import FrameResult, NodeResult
-from camera_pod.visits import VisitDecision, VisitTracker, frame_score
+from camera_pod.visit_memory import VisitMemory
+from camera_pod.visits import AnnouncedVisit, VisitDecision, VisitTracker, frame_score
 
 NAMES = ("Car", "Frontal")
 IMAGE = np.zeros((480, 640, 3), np.uint8)
@@ -83,3 +86,43 @@ def test_a_car_cut_by_the_frame_edge_is_not_classified_yet() -> None:
     assert feed(tracker, entering) == []
     whole = feed(tracker, [frame(50 + i, body="Pickup") for i in range(3)], start=0.5)
     assert [d.fields["body_type"] for d in whole] == ["Pickup"]
+
+
+def test_a_restarted_pod_continues_the_visit_it_announced() -> None:
+    before = VisitTracker(stable_frames=3)
+    assert len(feed(before, [frame(100 + i) for i in range(5)], start=1000.0)) == 1
+    remembered = before.announced()
+    assert remembered is not None
+    after = VisitTracker(stable_frames=3, resume=remembered)  # the pod was killed; the car is still there
+    assert feed(after, [frame(104 + i) for i in range(10)], start=1008.0) == []
+    assert after.announced() is not None and after.announced().visit_id == remembered.visit_id  # type: ignore[union-attr]
+
+
+def test_a_resumed_visit_with_a_better_result_is_an_update() -> None:
+    before = VisitTracker(stable_frames=3)
+    feed(before, [frame(100 + i, body="SUV") for i in range(5)], start=1000.0)
+    after = VisitTracker(stable_frames=3, resume=before.announced())
+    decisions = feed(after, [frame(104 + i, body="Sedan") for i in range(5)], start=1005.0)
+    assert [(d.fields["body_type"], d.update) for d in decisions] == [("Sedan", True)]
+
+
+def test_a_car_long_after_the_restart_is_a_new_visit() -> None:
+    before = VisitTracker(stable_frames=3)
+    feed(before, [frame(100 + i) for i in range(5)], start=1000.0)
+    after = VisitTracker(stable_frames=3, resume=before.announced(), resume_window_s=30.0)
+    decisions = feed(after, [frame(100 + i) for i in range(5)], start=1100.0)
+    assert [d.update for d in decisions] == [False]
+
+
+def test_visit_memory_survives_a_restart_and_a_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "pod-visits.json"
+    memory = VisitMemory(path, min_interval_s=1.0)
+    visit = AnnouncedVisit("v1", {"brand": "Toyota"}, 1000.0)
+    memory.remember("d1;cam", visit, now=0.0)
+    memory.remember("d1;cam", AnnouncedVisit("v1", {"brand": "Toyota"}, 1000.5), now=0.5)  # throttled
+    assert VisitMemory(path).recall("d1;cam") == visit
+    memory.remember("d1;cam", AnnouncedVisit("v1", {"brand": "Toyota"}, 1002.0), now=2.0)
+    assert VisitMemory(path).recall("d1;cam").last_seen == 1002.0  # type: ignore[union-attr]
+    assert VisitMemory(path).recall("d2;cam") is None
+    path.write_text("{broken")
+    assert VisitMemory(path).recall("d1;cam") is None

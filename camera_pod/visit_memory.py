@@ -1,0 +1,73 @@
+"""The visit each display last announced, on local disk: a restarted pod does not announce the same car twice."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from camera_pod.visits import AnnouncedVisit
+
+log = logging.getLogger(__name__)
+
+
+class RememberedVisit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    visit_id: str
+    fields: dict[str, str]
+    last_seen: float
+
+
+class VisitFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    displays: dict[str, RememberedVisit] = {}
+
+
+class VisitMemory:
+    """Written when the announced visit changes, and at most every ``min_interval_s`` while it goes on."""
+
+    def __init__(self, path: Path, *, min_interval_s: float = 1.0) -> None:
+        self.path = path
+        self.min_interval_s = min_interval_s
+        self._state = self._read()
+        self._written_at: dict[str, float] = {}
+
+    def _read(self) -> VisitFile:
+        try:
+            return VisitFile.model_validate_json(self.path.read_bytes())
+        except FileNotFoundError:
+            return VisitFile()
+        except (OSError, ValidationError) as exc:
+            log.error("visit memory unreadable; starting without it", extra={"error": f"{type(exc).__name__}"})
+            return VisitFile()
+
+    def recall(self, display: str) -> AnnouncedVisit | None:
+        remembered = self._state.displays.get(display)
+        if remembered is None:
+            return None
+        return AnnouncedVisit(remembered.visit_id, dict(remembered.fields), remembered.last_seen)
+
+    def remember(self, display: str, visit: AnnouncedVisit | None, now: float) -> None:
+        if visit is None:
+            return
+        before = self._state.displays.get(display)
+        changed = before is None or (before.visit_id, before.fields) != (visit.visit_id, visit.fields)
+        if not changed and now - self._written_at.get(display, 0.0) < self.min_interval_s:
+            return
+        self._state.displays[display] = RememberedVisit(visit_id=visit.visit_id, fields=visit.fields,
+                                                        last_seen=visit.last_seen)
+        self._written_at[display] = now
+        self._write()
+
+    def _write(self) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(self._state.model_dump_json())
+            os.replace(temporary, self.path)  # atomic: a crash leaves the old file or the new one
+        except OSError as exc:
+            log.error("visit memory not written", extra={"error": f"{type(exc).__name__}: {exc}"})
