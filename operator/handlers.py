@@ -2,7 +2,8 @@
 
 create/resume/update converge on the pod of the spec's revision; a timer keeps the status true (pod status
 and the pod's /healthz), recreates a pod that vanished or was evicted, and retires older revisions once
-the new pod is ready. Deleting the resource deletes its pods through their owner reference.
+the new pod is ready (or before it starts, with a durable state volume). Deleting the resource deletes its
+pods and its state claim through their owner reference.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from detector.contract.camerasubscription import (
 from detector.contract.environment import POD_HTTP_PORT
 from detector_operator import kube
 from detector_operator.health import read_health
-from detector_operator.manifests import PodDefaults, build_pod
+from detector_operator.manifests import PodDefaults, build_claim, build_pod
 from detector_operator.pod_status import PodView, stale_pods, summarize
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ async def _converge(context: OperatorContext, name: str, namespace: str, uid: st
                     spec: CameraSubscriptionSpec) -> tuple[PodView | None, PodView | None]:
     """Make the pod of this revision exist; retire the others when safe.
 
-    Returns the current pod (None if just created) and the pod replaced because it failed for good.
+    Returns the current pod (None if not created yet) and the pod replaced because it failed for good.
     """
     wanted = build_pod(name, namespace, uid, spec, context.defaults, revision=revision_of(spec))
     wanted_name = wanted["metadata"]["name"]
@@ -82,12 +83,37 @@ async def _converge(context: OperatorContext, name: str, namespace: str, uid: st
         log.warning("camera pod %s is %s (%s); replacing it", current.name, current.phase, current.problem)
         await asyncio.to_thread(kube.delete_pod, context.core, namespace, current.name)
         views, current, replaced = [view for view in views if view is not current], None, current
-    if current is None and await asyncio.to_thread(kube.create_pod, context.core, namespace, wanted):
-        log.info("camera pod %s created", wanted_name)
-    for stale in stale_pods(views, current):
+    # A durable state volume makes a spec change a Recreate instead of a rolling replace: the old pod goes
+    # first and the new one starts once it is gone. Rolling would keep the old pod until the new one is
+    # ready, but a ReadWriteOnce claim attaches to one node: a new pod placed on another node would wait
+    # for the volume the old pod holds, for ever. On one node, two camera processes would drain the same
+    # queues and read the same camera twice. The price: the camera pauses for the old pod's shutdown and
+    # the new pod's start; its writes and events wait on the volume meanwhile.
+    exclusive = context.defaults.state_volume.durable
+    if exclusive and any(view is not current for view in views):
+        await _retire(context, namespace, stale_pods(views, current, exclusive=True))
+        return current, replaced  # terminating pods count: the new pod waits until they are gone
+    if current is None:
+        await _ensure_claim(context, name, namespace, uid)
+        if await asyncio.to_thread(kube.create_pod, context.core, namespace, wanted):
+            log.info("camera pod %s created", wanted_name)
+    await _retire(context, namespace, stale_pods(views, current))
+    return current, replaced
+
+
+async def _ensure_claim(context: OperatorContext, name: str, namespace: str, uid: str) -> None:
+    """The state claim the pod mounts; created once, never deleted here (the resource owns it)."""
+    volume = context.defaults.state_volume
+    if volume.type == "persistentVolumeClaim":
+        claim = build_claim(name, namespace, uid, volume)
+        if await asyncio.to_thread(kube.create_claim, context.core, namespace, claim):
+            log.info("state volume claim %s created", claim["metadata"]["name"])
+
+
+async def _retire(context: OperatorContext, namespace: str, names: list[str]) -> None:
+    for stale in names:
         log.info("retiring camera pod %s of an older spec", stale)
         await asyncio.to_thread(kube.delete_pod, context.core, namespace, stale)
-    return current, replaced
 
 
 async def reconcile(spec: Mapping[str, Any], name: str, namespace: str, uid: str, meta: Mapping[str, Any],

@@ -22,6 +22,17 @@ def create_pod(core: k8s.CoreV1Api, namespace: str, pod: dict[str, Any]) -> bool
     return True
 
 
+def create_claim(core: k8s.CoreV1Api, namespace: str, claim: dict[str, Any]) -> bool:
+    """True if created; an existing claim is success: it is never replaced (it holds queued writes)."""
+    try:
+        core.create_namespaced_persistent_volume_claim(namespace, claim, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
 def pods_of(core: k8s.CoreV1Api, namespace: str, subscription: str) -> list[dict[str, Any]]:
     """The pods of one CameraSubscription, as plain JSON (every revision, oldest first)."""
     response = core.list_namespaced_pod(namespace, label_selector=f"{SUBSCRIPTION_LABEL}={subscription}",

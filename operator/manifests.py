@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from detector.contract.camerasubscription import API_VERSION, KIND, MODEL_URLS_KEY, CameraSubscriptionSpec
 from detector.contract.environment import (
@@ -17,7 +17,31 @@ from detector.contract.environment import (
 )
 
 CACHE_MOUNT = "/var/cache/detector"
+STATE_MOUNT = "/var/lib/detector/state"
 SUBSCRIPTION_LABEL = "detector.gasstation.dev/subscription"
+POD_USER = 10001  # the camera image's user (Dockerfile.camera)
+
+StateVolumeType = Literal["emptyDir", "persistentVolumeClaim", "hostPath"]
+
+
+@dataclass(frozen=True)
+class StateVolume:
+    """Where a camera pod keeps its durable queues (DETECTOR_STATE_DIR).
+
+    ``emptyDir`` survives a container restart only; ``persistentVolumeClaim`` (one claim per
+    CameraSubscription, owned by it) and ``hostPath`` (``<host_path>/<namespace>/<name>`` on the node)
+    survive the pod being replaced.
+    """
+
+    type: StateVolumeType = "emptyDir"
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+    size: str = "1Gi"
+    host_path: str = "/var/lib/camera-detector"
+
+    @property
+    def durable(self) -> bool:
+        """Kept across pods: then two pods of one CameraSubscription must never run at once (see handlers)."""
+        return self.type != "emptyDir"
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,7 @@ class PodDefaults:
     broker_url: str = "ws://detector-broker:8000"
     services_secret: str | None = None  # Redis/PostgreSQL credentials for the camera pods' actions
     auth_secret: str | None = None  # Secret whose key "token" is the broker's shared token (DETECTOR_AUTH_TOKEN)
+    state_volume: StateVolume = field(default_factory=StateVolume)
 
 
 AUTH_SECRET_KEY = "token"
@@ -45,6 +70,52 @@ AUTH_SECRET_KEY = "token"
 def owner_reference(name: str, uid: str) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
             "blockOwnerDeletion": True}
+
+
+def claim_name(name: str) -> str:
+    return f"{name}-state"
+
+
+def build_claim(name: str, namespace: str, uid: str, volume: StateVolume) -> dict[str, Any]:
+    """The state PersistentVolumeClaim of one CameraSubscription: owned by the resource, not by a pod, so
+    the garbage collector removes it with the resource and every replacement pod mounts the same claim."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": volume.size}}}
+    if volume.storage_class:
+        spec["storageClassName"] = volume.storage_class
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim_name(name), "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": "camera-pod", "app.kubernetes.io/part-of": "camera-detector",
+                                SUBSCRIPTION_LABEL: name},
+                     "ownerReferences": [owner_reference(name, uid)]},
+        "spec": spec,
+    }
+
+
+def _state_volume(name: str, namespace: str, volume: StateVolume) -> dict[str, Any]:
+    if volume.type == "persistentVolumeClaim":
+        return {"name": "state", "persistentVolumeClaim": {"claimName": claim_name(name)}}
+    if volume.type == "hostPath":
+        path = f"{volume.host_path.rstrip('/')}/{namespace}/{name}"
+        return {"name": "state", "hostPath": {"path": path, "type": "DirectoryOrCreate"}}
+    return {"name": "state", "emptyDir": {}}
+
+
+def _state_owner(image: str, pull_policy: str) -> dict[str, Any]:
+    """An init container handing a hostPath state directory to the pod's user.
+
+    The kubelet creates a DirectoryOrCreate hostPath as root, mode 0755, and fsGroup does not apply to
+    hostPath volumes: without this the non-root camera process could not write its queues. It holds
+    CAP_CHOWN only, and only in hostPath mode (which the baseline Pod Security level forbids anyway).
+    """
+    return {
+        "name": "state-owner", "image": image, "imagePullPolicy": pull_policy,
+        "command": ["chown", f"{POD_USER}:{POD_USER}", STATE_MOUNT],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}},
+        "volumeMounts": [{"name": "state", "mountPath": STATE_MOUNT}],
+    }
 
 
 def _resources(gpu: int, defaults: PodDefaults) -> dict[str, Any]:
@@ -73,6 +144,7 @@ def _env(spec: CameraSubscriptionSpec, name: str, defaults: PodDefaults) -> list
         {"name": "DETECTOR_POD_HOST", "value": "0.0.0.0"},
         {"name": "DETECTOR_POD_PORT", "value": str(POD_HTTP_PORT)},
         {"name": "DETECTOR_CACHE_DIR", "value": CACHE_MOUNT},  # the writable volume, whatever the image says
+        {"name": "DETECTOR_STATE_DIR", "value": STATE_MOUNT},  # durable queues, on their own volume
         {"name": "DETECTOR_LOG_FORMAT", "value": "json"},
     ]
     if defaults.auth_secret:
@@ -93,20 +165,24 @@ def build_pod(name: str, namespace: str, uid: str, spec: CameraSubscriptionSpec,
         "resources": _resources(gpu, defaults),
         "readinessProbe": _probe("/healthz", 5, 3),
         "livenessProbe": _probe("/healthz", 10, 6),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": POD_USER, "allowPrivilegeEscalation": False,
                             "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "cache", "mountPath": CACHE_MOUNT},
+                         {"name": "state", "mountPath": STATE_MOUNT},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
     if defaults.services_secret:
         container["envFrom"] = [{"secretRef": {"name": defaults.services_secret}}]
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Always",
-        "securityContext": {"runAsNonRoot": True, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"runAsNonRoot": True, "fsGroup": POD_USER, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [{"name": "cache", "emptyDir": {}}, _state_volume(name, namespace, defaults.state_volume),
+                    {"name": "tmp", "emptyDir": {}}],
         "terminationGracePeriodSeconds": 15,
     }
+    if defaults.state_volume.type == "hostPath":
+        pod_spec["initContainers"] = [_state_owner(defaults.image, defaults.image_pull_policy)]
     if defaults.node_selector:
         pod_spec["nodeSelector"] = dict(defaults.node_selector)
     if defaults.tolerations:

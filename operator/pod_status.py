@@ -24,6 +24,7 @@ class PodView:
     ip: str | None
     unschedulable: str | None  # the scheduler's message when it cannot place the pod
     problem: str | None  # "Reason: message" from the status or a container state
+    terminating: bool = False  # deleted, still shutting down (its containers may still run)
 
     @classmethod
     def of(cls, pod: dict[str, Any]) -> PodView:
@@ -35,7 +36,8 @@ class PodView:
             unschedulable = scheduled.get("message") or "Unschedulable"
         return cls(name=pod["metadata"]["name"], phase=status.get("phase") or "Pending",
                    ready=(conditions.get("Ready") or {}).get("status") == "True", ip=status.get("podIP"),
-                   unschedulable=unschedulable, problem=_problem(status))
+                   unschedulable=unschedulable, problem=_problem(status),
+                   terminating=bool(pod["metadata"].get("deletionTimestamp")))
 
 
 def _problem(status: dict[str, Any]) -> str | None:
@@ -113,12 +115,14 @@ def _detail(phase: Phase, health: PodHealth | None) -> str:
     return {"Pending": "waiting for the camera pod", "Running": "frames flowing"}.get(phase, phase)
 
 
-def stale_pods(pods: list[PodView], current: PodView | None) -> list[str]:
+def stale_pods(pods: list[PodView], current: PodView | None, *, exclusive: bool = False) -> list[str]:
     """Older revisions to delete: once the new pod is ready (rolling), or at once when keeping them is useless.
 
     An unschedulable new pod usually waits for the GPU the old pod holds: then the old one goes first.
+    ``exclusive`` (pods that share a durable state volume): every other pod goes at once. Pods already
+    terminating are left to finish.
     """
-    others = [pod for pod in pods if current is None or pod.name != current.name]
-    if current is not None and (current.ready or current.unschedulable):
+    others = [pod for pod in pods if (current is None or pod.name != current.name) and not pod.terminating]
+    if exclusive or (current is not None and (current.ready or current.unschedulable)):
         return [pod.name for pod in others]
     return [pod.name for pod in others if not pod.ready]

@@ -8,7 +8,9 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from detector_operator.manifests import PodDefaults
+from detector_operator.manifests import PodDefaults, StateVolume, StateVolumeType
+
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 
 
 class OperatorSettings(BaseSettings):
@@ -25,6 +27,13 @@ class OperatorSettings(BaseSettings):
     camera_tolerations: list[dict[str, Any]] = Field(default_factory=list)
     camera_runtime_class: str | None = None
     camera_service_account: str | None = None
+    camera_state_volume: StateVolumeType = Field(
+        StateVolume.type, description="where camera pods keep durable queues: emptyDir (lost when the pod is "
+                                      "replaced), persistentVolumeClaim (one per CameraSubscription) or hostPath")
+    camera_state_storage_class: str | None = Field(None, description="StorageClass of the claims; unset: the default")
+    camera_state_size: str = Field(StateVolume.size, pattern=QUANTITY, description="storage request of each claim")
+    camera_state_host_path: str = Field(StateVolume.host_path, pattern=r"^/",
+                                        description="node directory; each pod gets <it>/<namespace>/<name>")
     broker_url: str = PodDefaults.broker_url
     services_secret: str | None = Field(None, description="Secret with Redis/PostgreSQL overrides for camera pods")
     auth_secret: str | None = Field(None, description="Secret whose key 'token' camera pods present to the broker")
@@ -41,4 +50,7 @@ class OperatorSettings(BaseSettings):
             memory_limit=self.camera_memory_limit, node_selector=dict(self.camera_node_selector),
             tolerations=list(self.camera_tolerations), runtime_class=self.camera_runtime_class,
             service_account=self.camera_service_account, broker_url=self.broker_url,
-            services_secret=self.services_secret, auth_secret=self.auth_secret)
+            services_secret=self.services_secret, auth_secret=self.auth_secret,
+            state_volume=StateVolume(
+                type=self.camera_state_volume, storage_class=self.camera_state_storage_class or None,
+                size=self.camera_state_size, host_path=self.camera_state_host_path))

@@ -10,6 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from detector_operator.manifests import StateVolume
+from detector_operator.settings import OperatorSettings
 from tests.chart.conftest import CHART, NAMESPACE, RELEASE, ROOT, Render, Rendered, RenderError
 
 K8S = "1.37.0"
@@ -22,10 +24,16 @@ OPERATOR_ENV = [
     "DETECTOR_NAMESPACE", "DETECTOR_CAMERA_IMAGE", "DETECTOR_CAMERA_IMAGE_PULL_POLICY", "DETECTOR_CAMERA_GPU",
     "DETECTOR_CAMERA_CPU_REQUEST", "DETECTOR_CAMERA_MEMORY_REQUEST", "DETECTOR_CAMERA_MEMORY_LIMIT",
     "DETECTOR_CAMERA_NODE_SELECTOR", "DETECTOR_CAMERA_TOLERATIONS", "DETECTOR_CAMERA_RUNTIME_CLASS",
-    "DETECTOR_CAMERA_SERVICE_ACCOUNT", "DETECTOR_BROKER_URL", "DETECTOR_SERVICES_SECRET", "DETECTOR_AUTH_SECRET",
+    "DETECTOR_CAMERA_SERVICE_ACCOUNT", "DETECTOR_CAMERA_STATE_VOLUME", "DETECTOR_CAMERA_STATE_SIZE",
+    "DETECTOR_CAMERA_STATE_STORAGE_CLASS", "DETECTOR_BROKER_URL", "DETECTOR_SERVICES_SECRET", "DETECTOR_AUTH_SECRET",
     "DETECTOR_STATUS_INTERVAL_SEC", "DETECTOR_PEERING", "DETECTOR_OPERATOR_HEALTH_PORT", "DETECTOR_LOG_FORMAT",
 ]
-OPTIONAL_OPERATOR_ENV = {"DETECTOR_CAMERA_RUNTIME_CLASS", "DETECTOR_CAMERA_SERVICE_ACCOUNT", "DETECTOR_SERVICES_SECRET"}
+OPTIONAL_OPERATOR_ENV = {"DETECTOR_CAMERA_RUNTIME_CLASS", "DETECTOR_CAMERA_SERVICE_ACCOUNT", "DETECTOR_SERVICES_SECRET",
+                         "DETECTOR_CAMERA_STATE_STORAGE_CLASS"}
+STATE_VOLUMES: dict[str, Any] = {
+    "emptyDir": {"camera": {"stateVolume": {"type": "emptyDir"}}},
+    "hostPath": {"camera": {"stateVolume": {"type": "hostPath", "hostPath": "/srv/detector"}}},
+}
 BROKER_ENV = ["DETECTOR_RUNNER", "DETECTOR_NAMESPACE", "DETECTOR_BROKER_ID", "DETECTOR_PORT",
               "DETECTOR_HEARTBEAT_INTERVAL_SEC", "DETECTOR_MAX_STREAMS", "DETECTOR_EVENT_MODE", "DETECTOR_LOG_FORMAT",
               "DETECTOR_AUTH_TOKEN"]
@@ -78,7 +86,7 @@ def test_the_kopf_peering_crd_is_valid_and_namespaced() -> None:
 
 
 def test_every_rendered_object_is_valid_kubernetes(render: Render) -> None:
-    for values in (None, GPU_VALUES):
+    for values in (None, GPU_VALUES, *STATE_VOLUMES.values()):
         for doc in render(values, include_crds=True).documents:
             assert {"apiVersion", "kind", "metadata"} <= doc.keys(), doc
             if doc["apiVersion"].startswith("kopf.dev/"):
@@ -122,6 +130,7 @@ def test_the_operator_has_least_privilege(rendered: Rendered) -> None:
         {("detector.gasstation.dev", "camerasubscriptions", verb) for verb in ("get", "list", "watch", "patch")}
         | {("detector.gasstation.dev", "camerasubscriptions/status", verb) for verb in ("get", "patch")}
         | {("", "pods", verb) for verb in ("get", "list", "watch", "create", "delete")}
+        | {("", "persistentvolumeclaims", "create")}
         | {(group, "events", verb) for group in ("", "events.k8s.io") for verb in ("create", "patch")}
         | {("kopf.dev", "kopfpeerings", verb) for verb in ("get", "list", "watch", "patch")})
     assert rendered.of_kind("ClusterRole") == [], "Kopf's cluster scanning is off: no cluster-wide access"
@@ -157,6 +166,8 @@ def test_the_operator_environment_with_default_values(render: Render) -> None:
         "DETECTOR_CAMERA_MEMORY_LIMIT": "4Gi",
         "DETECTOR_CAMERA_NODE_SELECTOR": "{}",
         "DETECTOR_CAMERA_TOLERATIONS": "[]",
+        "DETECTOR_CAMERA_STATE_VOLUME": "persistentVolumeClaim",
+        "DETECTOR_CAMERA_STATE_SIZE": "1Gi",
         "DETECTOR_BROKER_URL": BROKER_URL,
         "DETECTOR_AUTH_SECRET": AUTH_SECRET,
         "DETECTOR_STATUS_INTERVAL_SEC": "10",
@@ -182,10 +193,36 @@ def test_the_operator_environment_on_a_gpu_cluster(gpu: Rendered) -> None:
     assert env["DETECTOR_CAMERA_RUNTIME_CLASS"] == "nvidia"
     assert env["DETECTOR_CAMERA_SERVICE_ACCOUNT"] == "camera-pods"
     assert env["DETECTOR_SERVICES_SECRET"] == "detector-services"
+    assert (env["DETECTOR_CAMERA_STATE_SIZE"], env["DETECTOR_CAMERA_STATE_STORAGE_CLASS"]) == ("2Gi", "fast-ssd")
     assert env["DETECTOR_AUTH_SECRET"] == "detector-auth"
     assert env["DETECTOR_STATUS_INTERVAL_SEC"] == "5"
     assert deployment["spec"]["replicas"] == 2
     assert _container(deployment)["image"] == "registry.example.com/camera-detector-operator:1.10"
+
+
+@pytest.mark.parametrize(("mode", "env", "expected"), [
+    ("default", {"DETECTOR_CAMERA_STATE_VOLUME": "persistentVolumeClaim", "DETECTOR_CAMERA_STATE_SIZE": "1Gi"},
+     StateVolume(type="persistentVolumeClaim", size="1Gi")),
+    ("gpu", {"DETECTOR_CAMERA_STATE_VOLUME": "persistentVolumeClaim", "DETECTOR_CAMERA_STATE_SIZE": "2Gi",
+             "DETECTOR_CAMERA_STATE_STORAGE_CLASS": "fast-ssd"},
+     StateVolume(type="persistentVolumeClaim", storage_class="fast-ssd", size="2Gi")),
+    ("emptyDir", {"DETECTOR_CAMERA_STATE_VOLUME": "emptyDir"}, StateVolume(type="emptyDir")),
+    ("hostPath", {"DETECTOR_CAMERA_STATE_VOLUME": "hostPath", "DETECTOR_CAMERA_STATE_HOST_PATH": "/srv/detector"},
+     StateVolume(type="hostPath", host_path="/srv/detector")),
+])
+def test_the_state_volume_reaches_the_operator_and_only_claims_get_rbac(
+        render: Render, monkeypatch: pytest.MonkeyPatch, mode: str, env: dict[str, str],
+        expected: StateVolume) -> None:
+    rendered = render(GPU_VALUES if mode == "gpu" else STATE_VOLUMES.get(mode))
+    operator_env = _env(rendered.one("Deployment", OPERATOR))
+    assert {name: value for name, value in operator_env.items() if "_STATE_" in name} == env
+    for name, value in operator_env.items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    assert OperatorSettings().pod_defaults().state_volume == expected, "the operator reads what the chart sets"
+    claims = {rule for rule in _rules(rendered.one("Role", OPERATOR)) if rule[1] == "persistentvolumeclaims"}
+    assert claims == ({("", "persistentvolumeclaims", "create")} if expected.type == "persistentVolumeClaim"
+                      else set()), "claims only where the operator creates them, and only create"
 
 
 def test_the_operator_liveness_probe_is_kopfs(rendered: Rendered) -> None:

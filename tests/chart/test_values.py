@@ -44,6 +44,16 @@ def test_the_chart_defaults_and_the_gpu_override_are_valid() -> None:
     assert _errors(_merged(GPU_VALUES)) == []
 
 
+@pytest.mark.parametrize("state_volume", [
+    {"type": "emptyDir"},
+    {"type": "hostPath", "hostPath": "/srv/camera-detector"},
+    {"type": "persistentVolumeClaim", "storageClassName": "local-path", "size": "512Mi"},
+    {"type": "persistentVolumeClaim", "storageClassName": "ebs.gp3-encrypted", "size": "1.5Gi"},
+])
+def test_every_state_volume_type_is_accepted(state_volume: dict[str, Any]) -> None:
+    assert _errors(_merged({"camera": {"stateVolume": state_volume}})) == []
+
+
 def _documented_paths(schema: dict[str, Any], path: str = "") -> set[str]:
     found = set()
     for name, child in schema.get("properties", {}).items():
@@ -78,6 +88,12 @@ def test_every_value_is_described_by_the_schema() -> None:
     ({"camera": {"image": {"pullPolicy": "Sometimes"}}}, "camera.image.pullPolicy"),
     ({"camera": {"nodeSelector": {"nvidia.com/gpu.present": True}}}, "camera.nodeSelector"),
     ({"camera": {"tolerations": [{"key": "nvidia.com/gpu", "effect": "NoWay"}]}}, "camera.tolerations"),
+    ({"camera": {"stateVolume": {"type": "nfs"}}}, "camera.stateVolume.type"),
+    ({"camera": {"stateVolume": {"size": "lots"}}}, "camera.stateVolume.size"),
+    ({"camera": {"stateVolume": {"size": 1}}}, "camera.stateVolume.size"),
+    ({"camera": {"stateVolume": {"storageClassName": "Fast SSD"}}}, "camera.stateVolume.storageClassName"),
+    ({"camera": {"stateVolume": {"hostPath": "var/lib/detector"}}}, "camera.stateVolume.hostPath"),
+    ({"camera": {"stateVolume": {"accessMode": "ReadWriteMany"}}}, "camera.stateVolume: Additional properties"),
     ({"operator": {"replicas": "2"}}, "operator.replicas"),
     ({"operator": {"peering": {"name": "Not A Name"}}}, "operator.peering.name"),
     ({"operator": {"extraEnv": [{"value": "x"}]}}, "operator.extraEnv"),

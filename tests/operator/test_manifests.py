@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from detector.contract.camerasubscription import CameraSubscriptionSpec, resource
-from detector_operator.manifests import PodDefaults, build_pod
+from detector_operator.manifests import CACHE_MOUNT, STATE_MOUNT, PodDefaults, StateVolume, build_claim, build_pod
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = yaml.safe_load((ROOT / "crds" / "camerasubscriptions.yaml").read_text())
 K8S = "1.37.0"
+UID = "0b7c9f6e-1111-4a2b-9c3d-5e6f7a8b9c0d"
 SPEC: dict[str, Any] = {
     "camera": "cam-001",
     "stream": {"kind": "rtsp", "urlSecretRef": {"name": "cam-001-url", "key": "url"}},
@@ -94,3 +95,53 @@ def test_camera_pod_manifest_is_valid(gpu: int | None) -> None:
     url_env = next(e for e in container["env"] if e["name"] == "DETECTOR_STREAM_URL")
     assert url_env["valueFrom"]["secretKeyRef"] == {"name": "cam-001-url", "key": "url"}
     assert "rtsp://" not in yaml.safe_dump(pod), "credentials never sit in the pod spec"
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value") for item in container["env"]}
+
+
+@pytest.mark.parametrize(("volume", "source"), [
+    (StateVolume(), {"emptyDir": {}}),
+    (StateVolume(type="persistentVolumeClaim", storage_class="fast-ssd", size="2Gi"),
+     {"persistentVolumeClaim": {"claimName": "cam-001-state"}}),
+    (StateVolume(type="hostPath", host_path="/srv/detector/"),
+     {"hostPath": {"path": "/srv/detector/detectors/cam-001", "type": "DirectoryOrCreate"}}),
+])
+def test_durable_queues_get_their_own_volume(volume: StateVolume, source: dict[str, Any]) -> None:
+    pod = build_pod("cam-001", "detectors", UID, CameraSubscriptionSpec.model_validate(SPEC),
+                    PodDefaults(state_volume=volume), revision="a1b2c3")
+    kubernetes_validate.validate(pod, K8S, strict=True)
+    volumes = {item.pop("name"): item for item in pod["spec"]["volumes"]}
+    assert volumes["state"] == source
+    assert volumes["cache"] == {"emptyDir": {}}, "the model cache stays on an emptyDir in every mode"
+    (container,) = pod["spec"]["containers"]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert (mounts["state"], mounts["cache"]) == (STATE_MOUNT, CACHE_MOUNT)
+    env = _env(container)
+    assert (env["DETECTOR_STATE_DIR"], env["DETECTOR_CACHE_DIR"]) == (STATE_MOUNT, CACHE_MOUNT)
+    init = pod["spec"].get("initContainers", [])
+    if volume.type != "hostPath":
+        assert init == [], "no container runs as root unless a hostPath needs its owner set"
+        return
+    (owner,) = init
+    # The kubelet creates the node directory as root (fsGroup does not apply to hostPath): hand it over.
+    assert owner["command"] == ["chown", "10001:10001", STATE_MOUNT]
+    assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert owner["volumeMounts"] == [{"name": "state", "mountPath": STATE_MOUNT}]
+    assert container["securityContext"]["runAsUser"] == 10001 and container["securityContext"]["runAsNonRoot"]
+
+
+@pytest.mark.parametrize("storage_class", [None, "fast-ssd"])
+def test_the_state_claim_is_owned_by_the_resource(storage_class: str | None) -> None:
+    claim = build_claim("cam-001", "detectors", UID,
+                        StateVolume(type="persistentVolumeClaim", storage_class=storage_class, size="2Gi"))
+    kubernetes_validate.validate(claim, K8S, strict=True)
+    assert claim["metadata"]["name"] == "cam-001-state" and claim["metadata"]["namespace"] == "detectors"
+    assert claim["metadata"]["ownerReferences"] == [{
+        "apiVersion": "detector.gasstation.dev/v1", "kind": "CameraSubscription", "name": "cam-001", "uid": UID,
+        "controller": True, "blockOwnerDeletion": True}], "deleted with the resource, never with a pod"
+    assert claim["metadata"]["labels"]["detector.gasstation.dev/subscription"] == "cam-001"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"] == {"requests": {"storage": "2Gi"}}
+    assert claim["spec"].get("storageClassName") == storage_class, "unset: the cluster's default class"

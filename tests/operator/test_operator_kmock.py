@@ -30,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from detector.contract.pods import PodHealth, StreamReport
 from detector_operator import handlers
-from detector_operator.manifests import PodDefaults
+from detector_operator.manifests import PodDefaults, StateVolume
 from tests.operator.test_manifests import SPEC
 from tests.support import kube
 from tests.support.servers import free_port
@@ -71,7 +71,7 @@ async def health() -> AsyncIterator[HealthEndpoint]:
 @pytest.fixture
 def api(kmock: kmock.KubernetesEmulator, health: HealthEndpoint) -> Api:
     kube.register_operator_api(kmock)
-    return Api(str(kmock.url).rstrip("/"), health.port)
+    return Api(kmock, health.port)
 
 
 class Api:
@@ -80,14 +80,14 @@ class Api:
     The client blocks and the emulator serves from this test's event loop: call it only from threads.
     """
 
-    def __init__(self, url: str, health_port: int) -> None:
-        self.url, self.health_port = url, health_port
-        client = k8s.ApiClient(k8s.Configuration(host=url))
+    def __init__(self, emulator: kmock.KubernetesEmulator, health_port: int) -> None:
+        self.emulator, self.url, self.health_port = emulator, str(emulator.url).rstrip("/"), health_port
+        client = k8s.ApiClient(k8s.Configuration(host=self.url))
         self.core = k8s.CoreV1Api(client)
         self.custom = k8s.CustomObjectsApi(client)
 
     @contextlib.asynccontextmanager
-    async def operator(self) -> AsyncIterator[None]:
+    async def operator(self, defaults: PodDefaults | None = None) -> AsyncIterator[None]:
         """The real operator, run by the test's own task: on stop, Kopf cancels every task created after it
         started (documented in kopf's running.py), which would include a fixture's teardown task."""
         registry = kopf.OperatorRegistry()
@@ -101,7 +101,8 @@ class Api:
         settings.scanning.disabled = True
         settings.posting.enabled = False
         async with httpx.AsyncClient(timeout=2) as http:
-            context = handlers.OperatorContext(self.core, PodDefaults(gpu=1), http, pod_http_port=self.health_port)
+            context = handlers.OperatorContext(self.core, defaults or PodDefaults(gpu=1), http,
+                                               pod_http_port=self.health_port)
             stop = asyncio.Event()
             operator = asyncio.create_task(kopf.operator(
                 registry=registry, namespaces=[NS], standalone=True, settings=settings, stop_flag=stop,
@@ -146,6 +147,10 @@ class Api:
 
     def pods(self) -> dict[str, dict[str, Any]]:
         listed = json.loads(self.core.list_namespaced_pod(NS, _preload_content=False).data)
+        return {item["metadata"]["name"]: item for item in listed["items"]}
+
+    def claims(self) -> dict[str, dict[str, Any]]:
+        listed = json.loads(self.core.list_namespaced_persistent_volume_claim(NS, _preload_content=False).data)
         return {item["metadata"]["name"]: item for item in listed["items"]}
 
     async def set_pod_status(self, name: str, status: dict[str, Any]) -> None:
@@ -271,3 +276,41 @@ async def test_deleting_the_resource_leaves_its_pods_to_the_garbage_collector(ap
         assert await api.collect_garbage() == [name]
         await asyncio.sleep(4 * STATUS_INTERVAL_S)
         assert await asyncio.to_thread(api.pods) == {}, "nothing recreates the pod of a deleted resource"
+
+
+async def test_the_state_claim_is_created_once_and_outlives_a_pod_replacement(api: Api) -> None:
+    state = StateVolume(type="persistentVolumeClaim", storage_class="fast-ssd", size="2Gi")
+    async with api.operator(PodDefaults(gpu=1, state_volume=state)):
+        await api.create(SPEC)
+        ((first, pod),) = (await until(lambda: api.pods())).items()
+        claims = await asyncio.to_thread(api.claims)
+        assert list(claims) == ["cam-001-state"], "the claim exists before the pod that mounts it"
+        claim = claims["cam-001-state"]
+        kubernetes_validate.validate(claim, "1.37.0", strict=True)
+        assert claim["metadata"]["ownerReferences"] == [{
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "CameraSubscription", "name": "cam-001", "uid": UID,
+            "controller": True, "blockOwnerDeletion": True}], "collected with the resource, not with a pod"
+        assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}},
+                                 "storageClassName": "fast-ssd"}
+        assert {"name": "state", "persistentVolumeClaim": {"claimName": "cam-001-state"}} in pod["spec"]["volumes"]
+        await api.set_pod_status(first, running())
+        await until(lambda: api.status().get("phase") == "Running")
+
+        since = kube.mark(api.emulator)
+        await api.change({**SPEC, "targetFps": 5}, generation=2)
+        pods = await until(lambda: set(api.pods()) - {first} and api.pods())
+        (second,) = pods
+        assert {"name": "state", "persistentVolumeClaim": {"claimName": "cam-001-state"}} in \
+            pods[second]["spec"]["volumes"], "the replacement mounts the same claim"
+        changes = [(write.method, write.plural, write.name) for write in kube.writes(api.emulator, since)
+                   if write.plural in ("pods", "persistentvolumeclaims")]
+        # Recreate, not rolling: two pods never hold the ReadWriteOnce claim (and its queues) at once.
+        assert changes.index(("DELETE", "pods", first)) < changes.index(("POST", "pods", second)), changes
+        assert {method for method, plural, _ in changes if plural == "persistentvolumeclaims"} <= {"POST"}, \
+            "the claim is never changed or deleted by the operator"
+        assert await asyncio.to_thread(api.claims) == claims, "the same claim, untouched"
+
+        await api.set_pod_status(second, running())
+        status = await until(lambda: api.status().get("pod") == second and api.status().get("phase") == "Running"
+                             and api.status())
+        assert status["observedGeneration"] == 2

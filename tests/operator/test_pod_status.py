@@ -94,3 +94,15 @@ def test_old_pods_go_once_the_new_one_is_ready_or_cannot_be_scheduled() -> None:
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}])
     assert stale_pods([old, waiting_for_gpu], waiting_for_gpu) == ["cam-1-old"]
     assert stale_pods([pod("cam-1-old", ready=False)], None) == ["cam-1-old"]
+
+
+def test_with_a_shared_state_volume_old_pods_go_at_once_and_terminating_ones_are_left_alone() -> None:
+    old, new = pod("cam-1-old"), pod("cam-1-new", phase="Pending", ready=False)
+    assert stale_pods([old], None, exclusive=True) == ["cam-1-old"], "a ready old pod goes before the new starts"
+    assert stale_pods([old, new], new, exclusive=True) == ["cam-1-old"]
+    assert stale_pods([old, new], new, exclusive=True) != stale_pods([old, new], new)
+    leaving = PodView.of({"metadata": {"name": "cam-1-old", "deletionTimestamp": "2025-11-24T16:00:00Z"},
+                          "status": {"phase": "Running"}})
+    assert leaving.terminating and not pod("cam-1-old").terminating
+    assert stale_pods([leaving], None, exclusive=True) == []
+    assert stale_pods([leaving, pod("cam-1-new")], pod("cam-1-new")) == [], "deleted once, not on every round"

@@ -6,9 +6,10 @@ import json
 
 import kubernetes_validate
 import pytest
+from pydantic import ValidationError
 
 from detector.contract.camerasubscription import CameraSubscriptionSpec
-from detector_operator.manifests import build_pod
+from detector_operator.manifests import StateVolume, build_pod
 from detector_operator.settings import OperatorSettings
 from tests.operator.test_manifests import SPEC
 
@@ -59,3 +60,26 @@ def test_the_auth_secret_gives_camera_pods_the_broker_token(monkeypatch: pytest.
     (token,) = [item for item in pod["spec"]["containers"][0]["env"] if item["name"] == "DETECTOR_AUTH_TOKEN"]
     assert token == {"name": "DETECTOR_AUTH_TOKEN",
                      "valueFrom": {"secretKeyRef": {"name": "cams-detector-auth", "key": "token"}}}
+
+
+def test_the_state_volume_comes_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert OperatorSettings().pod_defaults().state_volume == StateVolume(), "unset: emptyDir, as before"
+    for name, value in {"DETECTOR_CAMERA_STATE_VOLUME": "persistentVolumeClaim",
+                        "DETECTOR_CAMERA_STATE_STORAGE_CLASS": "fast-ssd", "DETECTOR_CAMERA_STATE_SIZE": "2Gi"}.items():
+        monkeypatch.setenv(name, value)
+    assert OperatorSettings().pod_defaults().state_volume == StateVolume(
+        type="persistentVolumeClaim", storage_class="fast-ssd", size="2Gi")
+    monkeypatch.setenv("DETECTOR_CAMERA_STATE_STORAGE_CLASS", "")
+    assert OperatorSettings().pod_defaults().state_volume.storage_class is None, "empty: the cluster's default"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("DETECTOR_CAMERA_STATE_VOLUME", "nfs"),
+    ("DETECTOR_CAMERA_STATE_SIZE", "lots"),
+    ("DETECTOR_CAMERA_STATE_HOST_PATH", "relative/dir"),
+])
+def test_a_bad_state_volume_setting_stops_the_operator(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                        value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("DETECTOR_").lower()):
+        OperatorSettings()

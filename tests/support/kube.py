@@ -33,11 +33,13 @@ def register(emulator: kmock.KubernetesEmulator, resource: str, kind: str, *, na
 
 
 def register_operator_api(emulator: kmock.KubernetesEmulator, *, peering: bool = False) -> None:
-    """What the Kopf operator talks to: CameraSubscriptions and pods (with status), events; namespaces and
-    CRDs only discoverable (Kopf waits for them; its cluster scanning is off, so they are never listed)."""
+    """What the Kopf operator talks to: CameraSubscriptions, pods (with status), state claims, events;
+    namespaces and CRDs only discoverable (Kopf waits for them; its cluster scanning is off, so they are
+    never listed)."""
     register(emulator, "detector.gasstation.dev/v1/camerasubscriptions", "CameraSubscription",
              subresources={"status"})
     register(emulator, "v1/pods", "Pod", subresources={"status"})
+    register(emulator, "v1/persistentvolumeclaims", "PersistentVolumeClaim")
     register(emulator, "v1/events", "Event")
     register(emulator, "v1/namespaces", "Namespace", namespaced=False)
     register(emulator, "apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition",
