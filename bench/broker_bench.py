@@ -4,7 +4,9 @@
 
 Reconcile: ``broker.service.Broker.reconcile`` of N subscriptions (one camera each, so N pods), first apply
 and no-op re-apply, (i) with a recording runner that only keeps the specs (the broker's own planning and
-diff) and (ii) with the real ``KubernetesRunner`` against kmock's Kubernetes emulator (HTTP on loopback).
+diff), (ii) with the real ``KubernetesRunner`` against kmock's Kubernetes emulator (HTTP on loopback), and
+(iii) the same on N subscriptions with a round trip added to every request (as a real API server costs),
+writing one camera at a time and then ``kube_apply_concurrency`` cameras at once.
 Routing: the real broker app (``broker.app.build_app``) under uvicorn in its own process; a fake camera pod
 sends ``DetectionEvent``s to ``/internal/pods/<name>`` (reading the Acks) and a backend client at ``/``
 receives the ``imageDetection``s. Baseline for routing: a bare relay on the same uvicorn/WebSocket stack
@@ -134,62 +136,110 @@ async def reconcile_recording(count: int, repeats: int) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def emulator() -> AsyncIterator[Any]:
-    """kmock's Kubernetes emulator on a loopback port, CameraSubscriptions and Secrets served (as the tests do)."""
+async def emulator(latency: float = 0.0) -> AsyncIterator[Any]:
+    """kmock's Kubernetes emulator on a loopback port, CameraSubscriptions and Secrets served (as the tests do);
+    ``latency`` seconds added to every request; no request log (``served`` counts the requests)."""
     import kmock
 
     from detector.contract.camerasubscription import GROUP, PLURAL, VERSION
     from tests.support import kube
+    from tests.support.kube_metered import MeteredEmulator
 
-    async with kmock.KubernetesEmulator() as server, kmock.Server(server):
+    async with MeteredEmulator(latency=latency, keep_log=False) as server, kmock.Server(server):
         kube.register(server, f"{GROUP}/{VERSION}/{PLURAL}", "CameraSubscription", subresources={"status"})
         kube.register(server, "v1/secrets", "Secret")
         yield server
 
 
+def api_client(server: Any, connections: int) -> Any:
+    """A client of the emulator keeping a connection per writer (urllib3 keeps cpu_count * 5 by default)."""
+    from kubernetes import client
+
+    return client.ApiClient(client.Configuration(host=str(server.url).rstrip("/"),
+                                                 connection_pool_maxsize=connections + 1))
+
+
+def stored_resources(server: Any, namespace: str) -> int:
+    from detector.contract.camerasubscription import GROUP, PLURAL, VERSION
+    from tests.support import kube
+
+    return len(kube.live(server, f"{GROUP}/{VERSION}/{PLURAL}", namespace))
+
+
 async def reconcile_kubernetes(count: int) -> dict[str, Any]:
     """The real runner against kmock, then the same writes without the runner on a fresh emulator (the floor)."""
     from broker.runners.kubernetes import KubernetesRunner
-    from detector.contract.camerasubscription import GROUP, PLURAL, VERSION
-    from tests.support import kube
 
     message = protocol.SetSubscriptionList.model_validate({"type": "setSubscriptionList",
                                                            "subscriptions": subscription_list(count)})
     settings = settings_for(count)
     async with emulator() as server:
-        runner = KubernetesRunner(kube.api_client(server), settings)
+        runner = KubernetesRunner(api_client(server, settings.kube_apply_concurrency), settings)
         broker = Broker(settings, runner)
         first = await timed(lambda: broker.reconcile(message.subscriptions))
-        requests_first = kube.mark(server)
-        stored = len(kube.live(server, f"{GROUP}/{VERSION}/{PLURAL}", settings.namespace))
+        requests_first = server.served
+        stored = stored_resources(server, settings.namespace)
         noop = await timed(lambda: broker.reconcile(message.subscriptions))
-        requests_noop = kube.mark(server) - requests_first
+        requests_noop = server.served - requests_first
     if stored != count:
         raise RuntimeError(f"kubernetes runner: {stored} CameraSubscriptions for {count} subscriptions")
     async with emulator() as server:
-        floor = await timed(lambda: bare_writes(server, runner, list(runner.running().values())))
-        requests_floor = kube.mark(server)
-    return {"subscriptions": count, "pods": stored, "first_s": first, "noop_s": noop,
-            "requests_first": requests_first, "requests_noop": requests_noop, "floor_s": floor,
-            "requests_floor": requests_floor}
+        floor = await timed(lambda: bare_writes(server, runner, list(runner.running().values()),
+                                                settings.kube_apply_concurrency))
+        requests_floor = server.served
+    return {"subscriptions": count, "pods": stored, "concurrency": settings.kube_apply_concurrency,
+            "first_s": first, "noop_s": noop, "requests_first": requests_first, "requests_noop": requests_noop,
+            "floor_s": floor, "requests_floor": requests_floor}
 
 
-async def bare_writes(server: Any, runner: Any, specs: list[PodSpec]) -> None:
-    """The runner's writes for ``specs`` (its Secret and resource bodies, the same apply-or-create) without it."""
+async def bare_writes(server: Any, runner: Any, specs: list[PodSpec], concurrency: int) -> None:
+    """The runner's writes for ``specs`` (its Secret and resource bodies, the same apply-or-create) without it:
+    ``concurrency`` cameras at once, each one's calls in a pool of as many threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from kubernetes import client
 
     from broker.runners import kube as calls
     from broker.runners.kubernetes import build_resource, build_secret
-    from tests.support import kube
 
-    api = kube.api_client(server)
+    api = api_client(server, concurrency)
     secrets = calls.Secrets(client.CoreV1Api(api), runner.namespace)
     resources = calls.CameraSubscriptions(client.CustomObjectsApi(api), runner.namespace)
-    for spec in specs:
-        secret = build_secret(spec.name, runner.namespace, spec.stream.url, runner.labels)
-        await asyncio.to_thread(calls.server_side_apply, secrets, secret)
-        await asyncio.to_thread(calls.server_side_apply, resources,
-                                build_resource(spec, runner.namespace, runner.labels))
+    loop, bound = asyncio.get_running_loop(), asyncio.Semaphore(concurrency)
+
+    async def write(spec: PodSpec, threads: ThreadPoolExecutor) -> None:
+        async with bound:
+            secret = build_secret(spec.name, runner.namespace, spec.stream.url, runner.labels)
+            await loop.run_in_executor(threads, calls.server_side_apply, secrets, secret)
+            await loop.run_in_executor(threads, calls.server_side_apply, resources,
+                                       build_resource(spec, runner.namespace, runner.labels))
+
+    with ThreadPoolExecutor(concurrency) as threads:
+        await asyncio.gather(*(write(spec, threads) for spec in specs))
+
+
+async def reconcile_concurrency(count: int, latency: float) -> dict[str, Any]:
+    """The runner on kmock with ``latency`` added per request: first apply one camera at a time, then with the
+    default bound (each on a fresh emulator), then the no-op re-apply."""
+    from broker.runners.kubernetes import KubernetesRunner
+
+    message = protocol.SetSubscriptionList.model_validate({"type": "setSubscriptionList",
+                                                           "subscriptions": subscription_list(count)})
+    default = settings_for(count).kube_apply_concurrency
+    result: dict[str, Any] = {"subscriptions": count, "latency_ms": latency * 1000, "concurrency": default}
+    for concurrency, key in ((1, "serial"), (default, "concurrent")):
+        settings = settings_for(count).model_copy(update={"kube_apply_concurrency": concurrency})
+        async with emulator(latency) as server:
+            broker = Broker(settings, KubernetesRunner(api_client(server, concurrency), settings))
+            result[f"{key}_s"] = await timed(lambda b=broker: b.reconcile(message.subscriptions))
+            result[f"requests_{key}"], result[f"peak_{key}"] = server.served, server.peak
+            stored = stored_resources(server, settings.namespace)
+            if stored != count:
+                raise RuntimeError(f"kubernetes runner: {stored} CameraSubscriptions for {count} subscriptions")
+            if concurrency == default:
+                result["noop_s"] = await timed(lambda b=broker: b.reconcile(message.subscriptions))
+                result["requests_noop"] = server.served - result["requests_concurrent"]
+    return result
 
 
 # ---- routing: servers (children) ----------------------------------------------------------------
@@ -369,17 +419,39 @@ def reconcile_table(recording: dict[str, Any], kubernetes: dict[str, Any] | None
     notes = [f"One camera per subscription, so one pod each; recording runner: median of {recording['repeats']} "
              "runs. Targets are for 1 000 subscriptions: a verdict in parentheses is for fewer."]
     if kubernetes is not None:
-        notes.append(f"KubernetesRunner rows: {kubernetes['subscriptions']} subscriptions. kmock answers in time "
-                     "that grows with the objects it holds (a GET took ~55 ms at 50 Secrets, ~330 ms at 300 here), "
-                     "so 1 000 pods on it take tens of minutes: a limit of the emulator, not of the runner. The "
-                     "floor row makes the runner's own writes on a fresh emulator without the runner: 'x floor' "
-                     "is the runner's overhead. kmock answers an apply PATCH of a missing object with 404, so a "
-                     "first write is PATCH + POST (a real API server creates on the PATCH): 4 requests per pod "
-                     "here, 2 on a cluster, sent one at a time.")
+        notes.append(f"KubernetesRunner rows: {kubernetes['subscriptions']} subscriptions, "
+                     f"{kubernetes['concurrency']} cameras written at once (kube_apply_concurrency). kmock matches "
+                     "every request against its whole request log (dropped here once a request is answered) and "
+                     "scans every object it holds, so its answers slow as it fills: its cost, not the runner's, "
+                     "grows with the count. The floor row makes the runner's own writes on a fresh emulator "
+                     "without the runner, as many at once: 'x floor' is the runner's overhead. kmock "
+                     "answers an apply PATCH of a missing object with 404, so a first write is PATCH + POST (a "
+                     "real API server creates on the PATCH): 4 requests per pod here, 2 on a cluster.")
     else:
         notes.append("KubernetesRunner rows skipped (--no-kubernetes).")
     return common.table("Reconcile (Broker.reconcile)", ["step", "runner", "subscriptions", "API requests",
                                                          "seconds", "x floor", "target", "met"], rows, notes)
+
+
+def concurrency_table(result: dict[str, Any]) -> str:
+    latency, n, bound = result["latency_ms"], result["subscriptions"], result["concurrency"]
+    runner = f"KubernetesRunner → kmock + {latency:g} ms/request"
+    rows: list[list[object]] = [
+        ["first apply", f"{runner}, 1 camera at a time", n, result["requests_serial"], result["serial_s"],
+         result["peak_serial"], 1.0],
+        ["first apply", f"{runner}, {bound} at a time (default)", n, result["requests_concurrent"],
+         result["concurrent_s"], result["peak_concurrent"], common.ratio(result["concurrent_s"], result["serial_s"])],
+        ["no-op re-apply", f"{runner}, {bound} at a time (default)", n, result["requests_noop"], result["noop_s"],
+         "", ""]]
+    return common.table(
+        "Reconcile, KubernetesRunner with a round trip per request (kube_apply_concurrency)",
+        ["step", "runner", "subscriptions", "API requests", "seconds", "most requests in flight",
+         "x one at a time"], rows,
+        [f"kmock with {latency:g} ms added to every request before it is served (a real API server's round trip "
+         "is ~10-30 ms; kmock alone serves one request at a time, on the bench's event loop, without waiting); "
+         "each first apply on a fresh emulator. 4 requests per pod on kmock (see above). What is left "
+         f"at {bound} at a time is kmock's and the client's CPU time on {common.cores()} cores, which a real "
+         "API server does not share with the broker."])
 
 
 def routing_table(relay: dict[str, Any], broker: dict[str, Any], alone: dict[str, Any]) -> str:
@@ -403,26 +475,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     events = args.events or (2000 if args.quick else 20000)
     print("  reconcile, recording runner ...", file=sys.stderr, flush=True)
     recording = await reconcile_recording(count, 3 if args.quick else 5)
-    kubernetes = None
+    kubernetes = concurrency = None
     if not args.no_kubernetes:
         print("  reconcile, KubernetesRunner → kmock ...", file=sys.stderr, flush=True)
         kubernetes = await reconcile_kubernetes(args.kube_subscriptions or (20 if args.quick else 100))
+        print(f"  reconcile, KubernetesRunner → kmock + {args.kube_latency_ms:g} ms/request, 1 then "
+              f"{BrokerSettings().kube_apply_concurrency} at a time ...", file=sys.stderr, flush=True)
+        concurrency = await reconcile_concurrency(count, args.kube_latency_ms / 1000)
     print("  routing through a bare relay, then the broker ...", file=sys.stderr, flush=True)
     relay = await routing("relay", events)
     broker = await routing("broker", events)
     alone = await route_in_process(events)
     print(reconcile_table(recording, kubernetes))
+    if concurrency is not None:
+        print(concurrency_table(concurrency))
     print(routing_table(relay, broker, alone))
-    return {"cores": common.cores(), "reconcile": {"recording": recording, "kubernetes": kubernetes},
+    return {"cores": common.cores(),
+            "reconcile": {"recording": recording, "kubernetes": kubernetes, "concurrency": concurrency},
             "routing": {"relay": relay, "broker": broker, "in_process": alone}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="100 subscriptions (20 on kmock), 2 000 events")
-    parser.add_argument("--subscriptions", type=int, default=None, help="default 1000")
+    parser.add_argument("--subscriptions", type=int, default=None,
+                        help="default 1000 (also for the concurrency rows on kmock)")
     parser.add_argument("--kube-subscriptions", type=int, default=None,
                         help="for the KubernetesRunner on kmock (default 100: kmock slows as it fills)")
+    parser.add_argument("--kube-latency-ms", type=float, default=10.0,
+                        help="round trip added to each kmock request for the concurrency rows (default 10)")
     parser.add_argument("--events", type=int, default=None, help="default 20000")
     parser.add_argument("--no-kubernetes", action="store_true", help="skip the KubernetesRunner/kmock rows")
     parser.add_argument("--json", metavar="FILE", help="save every result")

@@ -1,7 +1,9 @@
-"""The few blocking Kubernetes calls the broker's runner makes (run them with ``asyncio.to_thread``).
+"""The few blocking Kubernetes calls the broker's runner makes (run them in a thread, never on the event loop).
 
 Objects go in and come out as plain JSON dicts (``_preload_content=False``): the runner builds them as
-dicts, checks them against the schemas as dicts, and never needs the client's models.
+dicts, checks them against the schemas as dicts, and never needs the client's models. Every answer is read
+to its end and its connection handed back to the pool: an unread one is dropped, and the next call opens
+a new connection (a TLS handshake on a cluster).
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 
 def _json(response: Any) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(response.data)
+    try:
+        document: dict[str, Any] = json.loads(response.data)
+    finally:
+        response.release_conn()
     return document
+
+
+def _done(response: Any) -> None:
+    """An answer whose body is not wanted: read it anyway, so that its connection is reused."""
+    response.drain_conn()
+    response.release_conn()
 
 
 @dataclass(frozen=True)
@@ -30,12 +41,12 @@ class Secrets:
     namespace: str
 
     def apply(self, name: str, body: dict[str, Any]) -> None:
-        self.core.patch_namespaced_secret(name, self.namespace, body, field_manager=FIELD_MANAGER, force=True,
-                                          _content_type=APPLY_PATCH, _preload_content=False)
+        _done(self.core.patch_namespaced_secret(name, self.namespace, body, field_manager=FIELD_MANAGER,
+                                                force=True, _content_type=APPLY_PATCH, _preload_content=False))
 
     def create(self, body: dict[str, Any]) -> None:
-        self.core.create_namespaced_secret(self.namespace, client.V1Secret.model_validate(body),
-                                           field_manager=FIELD_MANAGER, _preload_content=False)
+        _done(self.core.create_namespaced_secret(self.namespace, client.V1Secret.model_validate(body),
+                                                 field_manager=FIELD_MANAGER, _preload_content=False))
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
@@ -54,7 +65,7 @@ class Secrets:
     def delete(self, name: str) -> None:
         """Gone already (404) is success."""
         try:
-            self.core.delete_namespaced_secret(name, self.namespace, _preload_content=False)
+            _done(self.core.delete_namespaced_secret(name, self.namespace, _preload_content=False))
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -66,13 +77,13 @@ class CameraSubscriptions:
     namespace: str
 
     def apply(self, name: str, body: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body,
-                                                   field_manager=FIELD_MANAGER, force=True,
-                                                   _content_type=APPLY_PATCH, _preload_content=False)
+        _done(self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body,
+                                                         field_manager=FIELD_MANAGER, force=True,
+                                                         _content_type=APPLY_PATCH, _preload_content=False))
 
     def create(self, body: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body,
-                                                    field_manager=FIELD_MANAGER, _preload_content=False)
+        _done(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body,
+                                                          field_manager=FIELD_MANAGER, _preload_content=False))
 
     def get(self, name: str) -> dict[str, Any] | None:
         try:
@@ -92,8 +103,8 @@ class CameraSubscriptions:
     def delete(self, name: str) -> None:
         """Gone already (404) is success."""
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
-                                                        _preload_content=False)
+            _done(self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
+                                                              _preload_content=False))
         except ApiException as exc:
             if exc.status != 404:
                 raise

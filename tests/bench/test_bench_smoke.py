@@ -84,6 +84,13 @@ def test_broker_bench_quick(tmp_path: Path) -> None:
     assert kubernetes["requests_first"] >= 2 * 5, "a Secret and a CameraSubscription per pod"
     assert kubernetes["requests_floor"] == kubernetes["requests_first"], "the floor makes the runner's writes"
     assert kubernetes["requests_noop"] == 0, "an unchanged list writes nothing"
+    assert "### Reconcile, KubernetesRunner with a round trip per request" in stdout
+    concurrency = results["reconcile"]["concurrency"]
+    assert concurrency["subscriptions"] == 50 and positive(concurrency["serial_s"])
+    assert concurrency["requests_serial"] == concurrency["requests_concurrent"] >= 2 * 50
+    assert concurrency["peak_serial"] == 1 < concurrency["peak_concurrent"] <= concurrency["concurrency"]
+    assert concurrency["concurrent_s"] < concurrency["serial_s"], "writing cameras at once is faster"
+    assert concurrency["requests_noop"] == 0
     for name in ("relay", "broker", "in_process"):
         run = results["routing"][name]
         assert run["delivered"] == run["acked"] == run["events"] == 300, name

@@ -30,7 +30,9 @@ from broker.planning import plan, unplan
 from broker.runners.kubernetes import KubernetesRunner, secret_name
 from broker.service import Broker
 from broker.settings import BrokerSettings
+from detector.contract.pods import PodSpec
 from tests.support import kube
+from tests.support.kube_metered import MeteredEmulator
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.timeout(30)
@@ -169,6 +171,130 @@ async def test_a_changed_crop_reapplies_only_that_resource(emulator: kmock.Kuber
     assert [(w.method, w.plural, w.name) for w in kube.writes(emulator, since)] == [
         ("PATCH", "camerasubscriptions", name)]
     assert resources(emulator)[name]["spec"]["subscriptions"][0]["crop"] == {"x1": 0, "y1": 0, "x2": 64, "y2": 64}
+
+
+# ---- concurrency ----------------------------------------------------------------------------------
+
+def api_for(emulator: kmock.KubernetesEmulator, concurrency: int) -> kube.client.ApiClient:
+    configuration = kube.client.Configuration(host=str(emulator.url).rstrip("/"),
+                                              connection_pool_maxsize=concurrency + 1)
+    return kube.client.ApiClient(configuration)
+
+
+def runner_with(emulator: kmock.KubernetesEmulator, concurrency: int,
+                api: kube.client.ApiClient | None = None) -> KubernetesRunner:
+    settings = BrokerSettings(namespace=NS, broker_id=BROKER_ID, kube_apply_concurrency=concurrency)
+    return KubernetesRunner(api or api_for(emulator, concurrency), settings)
+
+
+def connections_opened(api: kube.client.ApiClient) -> int:
+    pools = api.rest_client.pool_manager.pools
+    return sum(pools[key].num_connections for key in pools.keys())  # noqa: SIM118  # it refuses iteration
+
+
+def cameras(count: int, **fields: Any) -> dict[str, PodSpec]:
+    wanted = [subscription(f"display-{i};cam-{i}", rtspUrl=f"rtsp://user:pass@10.0.1.{i}/live", **fields)
+              for i in range(count)]
+    return plan(wanted, BrokerSettings(max_streams=count))
+
+
+def first_write(emulator: kmock.KubernetesEmulator, plural: str, name: str) -> int:
+    return next(i for i, w in enumerate(kube.writes(emulator)) if (w.plural, w.name) == (plural, name))
+
+
+@pytest.mark.kmock(cls=MeteredEmulator, latency=0.02)  # a real API server's round trip
+async def test_cameras_are_written_concurrently_within_the_bound(emulator: MeteredEmulator) -> None:
+    api, specs = api_for(emulator, 8), cameras(60)
+    runner = runner_with(emulator, 8, api)
+    await runner.apply(specs)
+    assert set(resources(emulator)) == set(specs) and set(runner.running()) == set(specs)
+    assert set(secrets(emulator)) == {secret_name(name) for name in specs}
+    created = [(w.plural, w.name) for w in kube.writes(emulator) if w.method == "POST"]
+    assert len(created) == len(set(created)) == 2 * 60, "each object created once"
+    peak = emulator.peak
+    assert peak == 8, "as many requests in flight as the bound allows, never more"
+    for name in specs:  # the resource references its Secret: the Secret is written first
+        assert first_write(emulator, "secrets", secret_name(name)) < first_write(emulator,
+                                                                                 "camerasubscriptions", name)
+    assert connections_opened(api) <= 8, "each answer read, so its connection is reused"
+
+    since = kube.mark(emulator)
+    await runner.apply(dict(reversed(specs.items())))
+    assert kube.writes(emulator, since) == [], "unchanged: no write"
+
+    emulator.reset_peak()
+    await runner.apply({})
+    assert sorted(w.method for w in kube.writes(emulator, since)) == ["DELETE"] * 120
+    assert resources(emulator) == {} and secrets(emulator) == {} and runner.running() == {}
+    peak = emulator.peak
+    assert peak == 8
+
+
+@pytest.mark.kmock(cls=MeteredEmulator, latency=0.005)
+async def test_a_bound_of_one_writes_one_request_at_a_time(emulator: MeteredEmulator) -> None:
+    runner, specs = runner_with(emulator, 1), cameras(6)
+    await runner.apply(specs)
+    peak = emulator.peak
+    assert set(resources(emulator)) == set(specs) and peak == 1
+
+
+@pytest.mark.kmock(cls=MeteredEmulator, latency=0.01)
+async def test_a_failing_camera_blocks_no_other_and_is_retried(emulator: MeteredEmulator,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    runner, specs = runner_with(emulator, 4), cameras(12)
+    new, changed, removed = sorted(specs)[:3]
+    emulator.refused = {secret_name(new)}
+    with caplog.at_level(logging.ERROR, logger="broker.runners.kubernetes"):
+        await runner.apply(specs)
+    assert set(resources(emulator)) == set(runner.running()) == set(specs) - {new}
+    assert all(w.name != new for w in kube.writes(emulator)), "no resource before its Secret"
+    failed = [r for r in caplog.records if "applying the camera subscription failed" in r.getMessage()]
+    assert [r.pod for r in failed] == [new]  # type: ignore[attr-defined]
+    assert "pass" not in repr(failed[0].__dict__), "no credential in the log"
+
+    emulator.refused = {changed}
+    moved = {**specs, changed: cameras(12, **CROP)[changed]}
+    since = kube.mark(emulator)
+    await runner.apply(moved)  # the refused camera written again, whole; the changed one refused
+    assert sorted((w.plural, w.name) for w in kube.writes(emulator, since) if w.method == "POST") == [
+        ("camerasubscriptions", new), ("secrets", secret_name(new))]
+    assert set(runner.running()) == set(specs) and runner.running()[changed] == specs[changed], "not remembered"
+
+    emulator.refused = {removed}
+    del moved[removed]
+    await runner.apply(moved)  # the changed camera retried; the refused delete kept as applied
+    assert runner.running()[changed] == moved[changed] and removed in runner.running()
+
+    emulator.refused = set()
+    since = kube.mark(emulator)
+    await runner.apply(moved)
+    assert [(w.method, w.plural, w.name) for w in kube.writes(emulator, since)] == [
+        ("DELETE", "camerasubscriptions", removed), ("DELETE", "secrets", secret_name(removed))]
+    assert runner.running() == moved and set(resources(emulator)) == set(moved)
+
+
+@pytest.mark.kmock(cls=MeteredEmulator, latency=0.02)
+async def test_from_environment_keeps_a_connection_per_writer(emulator: MeteredEmulator, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    from kubernetes.config import kube_config
+
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "kmock",
+                  "clusters": [{"name": "kmock", "cluster": {"server": str(emulator.url).rstrip("/")}}],
+                  "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "test"}}],
+                  "users": [{"name": "test", "user": {"token": "t"}}]}
+    (tmp_path / "config").write_text(json.dumps(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)  # never the cluster the tests may run in
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "config"))
+    monkeypatch.setattr(kube.client.Configuration, "_default", None)  # restored afterwards: a global
+    settings = BrokerSettings(namespace=NS, broker_id=BROKER_ID, kube_apply_concurrency=64)
+    runner = KubernetesRunner.from_environment(settings)
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        await runner.apply(cameras(64))
+    assert len(resources(emulator)) == 64
+    peak = emulator.peak
+    assert peak == 64
+    assert not [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
 
 
 # ---- restart --------------------------------------------------------------------------------------
