@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -15,63 +14,19 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
-import psutil
 import psycopg
 import pytest
 import redis
-import websockets
 
-from tests.conftest import FIXTURES, POSTGRES_DSN, REDIS_URL
-from tests.support import snapshot_server
-from tests.support.model_server import serve_files
-from tests.support.servers import RtspServer, free_port
+from tests.conftest import POSTGRES_DSN, REDIS_URL
+from tests.support import embedded
+from tests.support.embedded import VISITS, Worker
+from tests.support.servers import RtspServer
 from tests.support.snapshot_server import SnapshotCamera
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-VIDEO = FIXTURES / "media" / "cars.mp4"
-VISITS = [(v["brand"], v["body_type"]) for v in json.loads((FIXTURES / "media" / "cars.json").read_text())["visits"]]
 DISPLAYS = ("display-e2e-1", "display-e2e-2")
 TOKEN = "e2e-token-0123456789abcdef"
-
-
-class Worker:
-    def __init__(self, tmp: Path, token: str | None = None) -> None:
-        self.port = free_port()
-        environment = {**os.environ, "DETECTOR_CACHE_DIR": str(tmp / "cache"), "YOLO_OFFLINE": "1"}
-        environment.pop("DETECTOR_AUTH_TOKEN", None)
-        if token:
-            environment["DETECTOR_AUTH_TOKEN"] = token
-        self.log = tmp / "worker.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen([sys.executable, "-P", "-m", "detector.cli", "run", "--host", "127.0.0.1",
-                                             "--port", str(self.port), "--heartbeat-interval-sec", "1"],
-                                            env=environment, stdout=subprocess.DEVNULL, stderr=log)
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
-
-    def pods(self) -> list[psutil.Process]:
-        try:
-            return [p for p in psutil.Process(self.process.pid).children() if "camera_pod" in " ".join(p.cmdline())]
-        except psutil.NoSuchProcess:
-            return []
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise AssertionError("worker did not start:\n" + self.log.read_text()[-3000:])
-
-    def stop(self) -> list[psutil.Process]:
-        pods = self.pods()
-        self.process.terminate()
-        self.process.wait(30)
-        return pods
 
 
 @pytest.fixture
@@ -79,8 +34,8 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
     running = Worker(tmp_path)
     running.wait_ready()
     yield running
-    orphans = [p for p in running.stop() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert orphans == [], "camera pods outlived the worker"
+    running.stop()
+    assert running.orphans() == [], "camera pods outlived the worker"
 
 
 @pytest.fixture
@@ -93,88 +48,25 @@ def secured_worker(tmp_path: Path) -> Iterator[Worker]:
 
 @pytest.fixture
 def model_url(fixture_mpta: Path, tmp_path: Path) -> Iterator[str]:
-    """The fixture archive over HTTP (and ``broken.mpta`` beside it): workers take no local model paths."""
-    broken = tmp_path / "broken.mpta"
-    broken.write_bytes(b"this is not a zip")
-    with serve_files(fixture_mpta, broken) as base:
-        yield f"{base}/{fixture_mpta.name}"
+    with embedded.model_server(fixture_mpta, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
 def camera_servers() -> Iterator[tuple[RtspServer, SnapshotCamera]]:
-    rtsp = RtspServer(VIDEO).start()
-    snapshots = SnapshotCamera()
-    http_server = snapshot_server.start(snapshots)
-    yield rtsp, snapshots
-    rtsp.stop()
-    http_server.shutdown()
+    with embedded.camera_servers() as servers:
+        yield servers
 
 
 @pytest.fixture
-def clean_outputs() -> Iterator[None]:
-    def clean() -> None:
-        client = redis.Redis.from_url(REDIS_URL)
-        for display in DISPLAYS:
-            for key in client.scan_iter(f"inference:{display}:*"):
-                client.delete(key)
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
-            if _table_exists(connection):
-                connection.execute("DELETE FROM gas_station_1.car_frontal_info WHERE display_id = ANY(%s)",
-                                   (list(DISPLAYS),))
-    clean()
-    yield
-
-
-def _table_exists(connection: psycopg.Connection[Any]) -> bool:
-    row = connection.execute("SELECT to_regclass('gas_station_1.car_frontal_info')").fetchone()
-    return row is not None and row[0] is not None
-
-
-class Backend:
-    def __init__(self, socket: websockets.ClientConnection) -> None:
-        self.socket = socket
-        self.received: list[dict[str, Any]] = []
-        self.closed_by: websockets.ConnectionClosed | None = None
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for raw in self.socket:
-                self.received.append(json.loads(raw))
-        except websockets.ConnectionClosed as closed:
-            self.closed_by = closed
-
-    async def send(self, message: dict[str, Any]) -> None:
-        await self.socket.send(json.dumps(message))
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.received if m.get("type") == kind]
-
-    async def until(self, predicate: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; last messages: {self.received[-3:]}")
-            await asyncio.sleep(0.1)
-
-    def online(self) -> dict[str, bool]:
-        reports = self.of_type("stateReport")
-        return {c["subscriptionIdentifier"]: c["online"] for c in reports[-1]["cameraConnections"]} if reports else {}
+def clean_outputs() -> None:
+    embedded.clean_outputs(DISPLAYS)
 
 
 @pytest.fixture
 async def connect() -> AsyncIterator[Any]:
-    opened: list[websockets.ClientConnection] = []
-
-    async def open_backend(url: str, token: str | None = None) -> Backend:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        socket = await websockets.connect(url, max_size=16 << 20, additional_headers=headers)
-        opened.append(socket)
-        return Backend(socket)
-
-    yield open_backend
-    for socket in opened:
-        await socket.close()
+    async with embedded.backends() as open_backend:
+        yield open_backend
 
 
 def subscriptions(rtsp: RtspServer, snapshots: SnapshotCamera, model_url: str) -> list[dict[str, Any]]:
@@ -203,16 +95,15 @@ async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, Snaps
     assert rtsp.clients == 1, "two displays of one camera share one RTSP connection"
 
     def detections(display: str) -> list[dict[str, Any]]:
-        return [m for m in backend.of_type("imageDetection") if m["subscriptionIdentifier"].startswith(display)]
+        return backend.detections(display)
 
     await backend.until(lambda: len(detections(DISPLAYS[0])) >= 1, 60)
     await backend.send({"type": "setSessionId", "payload": {"displayIdentifier": DISPLAYS[0], "sessionId": 777}})
     await backend.until(lambda: all(len(detections(d)) >= len(VISITS) for d in DISPLAYS), 90)
 
     for display in DISPLAYS:
-        seen = [(m["data"]["detection"]["carBrand"], m["data"]["detection"]["bodyType"])
-                for m in detections(display)][: len(VISITS)]
-        assert seen == VISITS, f"{display}: one imageDetection per visit, in order"
+        seen = embedded.vehicles(detections(display))[: len(VISITS)]
+        assert seen == list(VISITS), f"{display}: one imageDetection per visit, in order"
         assert all(m["data"]["modelId"] == 42 for m in detections(display))
     assert detections(DISPLAYS[0])[0].get("sessionId") is None
     assert detections(DISPLAYS[0])[1]["sessionId"] == 777
@@ -229,7 +120,7 @@ async def test_full_flow(worker: Worker, camera_servers: tuple[RtspServer, Snaps
     # The pods' writes go through their durable action outbox: applied moments after the event, not before it.
     await backend.until(lambda: len(list(client.scan_iter(f"inference:{DISPLAYS[0]}:*"))) >= len(VISITS), 10)
     await backend.until(lambda: len(rows()) >= len(VISITS), 10)
-    assert rows()[: len(VISITS)] == VISITS
+    assert rows()[: len(VISITS)] == list(VISITS)
 
     async with httpx.AsyncClient() as http:
         response = await http.get(f"http://127.0.0.1:{worker.port}/camera/{DISPLAYS[0]}%3Bcam-001/image")

@@ -1,4 +1,4 @@
-"""A real HTTP snapshot camera for tests: Digest-only, Basic-only and open endpoints, plus faults."""
+"""A real HTTP snapshot camera for tests: Digest-only, Basic-only and open endpoints, a video, plus faults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
+import av
 import cv2
 import numpy as np
 
@@ -29,6 +32,16 @@ def jpeg(width: int = 320, height: int = 240, value: int = 0) -> bytes:
     return bytes(cv2.imencode(".jpg", image)[1].tobytes())
 
 
+def video_jpegs(video: Path, step: int) -> list[bytes]:
+    """Every ``step``-th frame of ``video`` as a JPEG."""
+    with av.open(str(video)) as container:
+        frames = [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+    return [bytes(cv2.imencode(".jpg", image)[1].tobytes()) for image in frames[::step]]
+
+
+VideoFault = Literal["none", "error", "hang"]
+
+
 @dataclass
 class SnapshotCamera:
     """Shared state the handler reads and the test inspects."""
@@ -38,6 +51,16 @@ class SnapshotCamera:
     slow_seconds: float = 3.0
     counter: int = 0
     port: int = 0
+    # /video: each answered request shows the frame ``video_step`` frames after the last one, looping; at 10 fps
+    # and a 500 ms snapshot interval the default step plays the video in real time.
+    video: Path | None = None
+    video_step: int = 5
+    video_served: int = 0
+    # /video only: "error" answers 503; "hang" accepts the request and sends nothing while the fault lasts.
+    fault: VideoFault = "none"
+    hang_limit_s: float = 60.0
+    _video_frames: list[bytes] | None = None
+    _video_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str, user: str = "", password: str = "") -> str:
         userinfo = f"{user}:{password}@" if user else ""
@@ -48,6 +71,15 @@ class SnapshotCamera:
 
     def schemes(self, path: str) -> set[str]:
         return {scheme for _, requested, scheme in self.requests if requested == path}
+
+    def next_video_frame(self) -> bytes:
+        assert self.video is not None, "SnapshotCamera(video=...) serves /video"
+        with self._video_lock:
+            if self._video_frames is None:
+                self._video_frames = video_jpegs(self.video, self.video_step)
+            frame = self._video_frames[self.video_served % len(self._video_frames)]
+            self.video_served += 1
+            return frame
 
 
 def _digest_ok(header: str, camera: SnapshotCamera, method: str) -> bool:
@@ -125,6 +157,16 @@ def make_handler(camera: SnapshotCamera) -> type[http.server.BaseHTTPRequestHand
             self.end_headers()
             with contextlib.suppress(OSError):
                 self.wfile.write(bytes(1 << 20))
+
+        def route_video(self, _: str) -> None:
+            if camera.fault == "error":
+                return self.reply(503, b"camera busy", "text/plain")
+            if camera.fault == "hang":
+                deadline = time.monotonic() + camera.hang_limit_s
+                while camera.fault == "hang" and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            with contextlib.suppress(OSError):  # the client may have given up waiting
+                self.reply(200, camera.next_video_frame())
 
         def route_slow(self, _: str) -> None:
             time.sleep(camera.slow_seconds)

@@ -1,0 +1,43 @@
+"""Fixtures of the fault tests: the embedded worker, its model over HTTP, real cameras, a backend client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import embedded
+from tests.support.embedded import Backend, Worker
+from tests.support.servers import RtspServer
+from tests.support.snapshot_server import SnapshotCamera
+
+Connect = Callable[..., Awaitable[Backend]]
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Worker]:
+    running = Worker(tmp_path)
+    running.wait_ready()
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+    assert running.orphans() == [], "camera pods outlived the worker"
+
+
+@pytest.fixture
+def model_url(fixture_mpta: Path, tmp_path: Path) -> Iterator[str]:
+    with embedded.model_server(fixture_mpta, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def camera_servers() -> Iterator[tuple[RtspServer, SnapshotCamera]]:
+    with embedded.camera_servers() as servers:
+        yield servers
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    async with embedded.backends() as open_backend:
+        yield open_backend
