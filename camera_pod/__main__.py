@@ -26,12 +26,21 @@ from detector.kit import logs
 EXIT_WITH_PARENT_ENV = "DETECTOR_EXIT_WITH_PARENT"
 
 
-async def _exit_with_parent(stop: asyncio.Event) -> None:
-    """Local runner: a pod must not outlive its broker, even one killed with SIGKILL."""
-    parent = os.getppid()
+async def _exit_with_parent(stop: asyncio.Event, parent: int) -> None:
+    """Local runner: a pod must not outlive its broker, even one killed with SIGKILL.
+
+    The broker names its PID: read here, after seconds of imports, ``os.getppid()`` could already be
+    init's, and a pod waiting for that to change would wait forever.
+    """
     while os.getppid() == parent:
         await asyncio.sleep(1.0)
     stop.set()
+
+
+def _parent_to_follow(value: str | None) -> int | None:
+    if not value:
+        return None
+    return os.getppid() if value == "1" else int(value)  # "1": whoever started us (older brokers)
 
 
 async def serve(spec: PodSpec, settings: PodSettings, host: str, port: int) -> None:
@@ -46,8 +55,9 @@ async def serve(spec: PodSpec, settings: PodSettings, host: str, port: int) -> N
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    if os.environ.get(EXIT_WITH_PARENT_ENV) == "1":
-        asyncio.create_task(_exit_with_parent(stop))  # noqa: RUF006 - lives as long as the loop
+    parent = _parent_to_follow(os.environ.get(EXIT_WITH_PARENT_ENV))
+    if parent is not None:
+        asyncio.create_task(_exit_with_parent(stop, parent))  # noqa: RUF006 - lives as long as the loop
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     running = asyncio.create_task(pod.run())
     stopping = asyncio.create_task(stop.wait())

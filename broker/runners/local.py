@@ -70,7 +70,7 @@ class LocalRunner:
     async def _supervise(self, child: _Child) -> None:
         while not child.stopping:
             environment = {**os.environ, **self.environment, POD_SPEC_ENV: child.spec.model_dump_json(),
-                           "DETECTOR_EXIT_WITH_PARENT": "1"}
+                           "DETECTOR_EXIT_WITH_PARENT": str(os.getpid())}
             child.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-P", "-m", "camera_pod", env=environment, start_new_session=True)
             code = await child.process.wait()

@@ -1,9 +1,9 @@
 """A broker killed (kill -9, OOM) while one of its camera pods is still starting must not leave that pod behind.
 
-It shows ``Worker.orphans()`` finds what it is meant to find, and a known bug: the pod's parent watch
-(camera_pod.__main__._exit_with_parent) records ``os.getppid()`` only once the pod's imports are done; a
-broker that died before then has already been replaced by init as the parent, so the pod waits forever for
-its parent to change, keeps its camera open and reconnects to the restarted broker under the same name.
+It also shows ``Worker.orphans()`` finds what it is meant to find. The bug it caught: the pod's parent watch
+read ``os.getppid()`` once its imports were done; a broker that died before then had already been replaced
+by init as the parent, so the pod waited forever, kept its camera open and reconnected to the restarted
+broker under the same name. The broker now passes its PID to the pod.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from tests.support.snapshot_server import SnapshotCamera
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
-@pytest.mark.xfail(strict=True, reason="the pod reads its parent's PID after its imports; a broker killed before "
-                                       "then leaves an orphan (see the module docstring)")
 async def test_a_broker_killed_while_its_pod_starts_leaves_no_orphan(
         worker: Worker, camera_servers: tuple[RtspServer, SnapshotCamera], model_url: str,
         connect: Connect) -> None:
