@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from camera_pod.inference.detections import Box, Classification, Detections
 from camera_pod.pipeline.results import FrameResult, NodeResult
 from camera_pod.visit_memory import VisitMemory
 from camera_pod.visits import AnnouncedVisit, VisitDecision, VisitTracker, frame_score
+from tests.conftest import FIXTURES
 
 NAMES = ("Car", "Frontal")
 IMAGE = np.zeros((480, 640, 3), np.uint8)
@@ -126,3 +129,35 @@ def test_visit_memory_survives_a_restart_and_a_corrupt_file(tmp_path: Path) -> N
     assert VisitMemory(path).recall("d2;cam") is None
     path.write_text("{broken")
     assert VisitMemory(path).recall("d1;cam") is None
+
+
+def _car(box: list[int], brand: str, body: str) -> FrameResult:
+    car = Box("Car", 0.9, (box[0], box[1], box[2], box[3]))
+    detections = Detections(np.array([box], np.float32), np.array([0.9], np.float32), np.array([0]), NAMES)
+    branches = {"brand_cls": NodeResult("brand_cls", "classify", result_field="brand",
+                                        classification=_classification(brand)),
+                "body_cls": NodeResult("body_cls", "classify", result_field="body_type",
+                                       classification=_classification(body))}
+    return FrameResult("detected", NodeResult("det", "detect", detections, {"Car": car}, branches=branches))
+
+
+def test_each_car_of_the_fixture_video_is_one_visit_on_one_track() -> None:
+    """cars.json's boxes as the detector's: one track id and one announcement per car, in video order."""
+    truth = json.loads((FIXTURES / "media" / "cars.json").read_text())
+    cars = {entry["frame"]: entry for entry in truth["car_frames"]}
+    tracker = VisitTracker(stable_frames=3)
+    decisions: list[VisitDecision] = []
+    tracks: dict[int, set[int]] = defaultdict(set)
+    for index in range(truth["frame_count"]):
+        entry, at = cars.get(index), index / truth["fps"]
+        if entry is None:
+            decisions.extend(tracker.observe(frame(None), IMAGE, captured_at=at, now=at))
+            continue
+        visit = truth["visits"][entry["visit"]]
+        decisions.extend(tracker.observe(_car(entry["car_box"], visit["brand"], visit["body_type"]), IMAGE,
+                                         captured_at=at, now=at))
+        tracks[entry["visit"]].update(tracker.visits)
+    assert [len(ids) for _, ids in sorted(tracks.items())] == [1] * len(truth["visits"])
+    assert [(d.fields["brand"], d.fields["body_type"], d.update) for d in decisions] == [
+        (v["brand"], v["body_type"], False) for v in truth["visits"]]
+    assert len({d.visit_id for d in decisions}) == len(truth["visits"])
