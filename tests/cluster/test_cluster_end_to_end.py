@@ -62,9 +62,9 @@ from broker.settings import BrokerSettings
 from detector.contract.environment import BROKER_URL_ENV, POD_NAME_ENV, STREAM_URL_ENV
 from detector_operator import handlers
 from detector_operator.manifests import PodDefaults
-from tests.broker.test_end_to_end import VIDEO, VISITS, Backend
 from tests.conftest import POSTGRES_DSN, REDIS_URL
 from tests.support import kube
+from tests.support.embedded import VIDEO, VISITS, Backend
 from tests.support.kubelet import Kubelet, host_path
 from tests.support.servers import RtspServer, free_port
 
