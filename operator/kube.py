@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client as k8s
@@ -13,19 +14,17 @@ from detector_operator.manifests import SUBSCRIPTION_LABEL
 
 def create_pod(core: k8s.CoreV1Api, namespace: str, pod: dict[str, Any]) -> bool:
     """True if created; an existing pod of that name is success too (resume, replayed watch events)."""
-    try:
-        core.create_namespaced_pod(namespace, pod, _preload_content=False)
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise
-    return True
+    return _created(lambda: core.create_namespaced_pod(namespace, pod, _preload_content=False))
 
 
 def create_claim(core: k8s.CoreV1Api, namespace: str, claim: dict[str, Any]) -> bool:
     """True if created; an existing claim is success: it is never replaced (it holds queued writes)."""
+    return _created(lambda: core.create_namespaced_persistent_volume_claim(namespace, claim, _preload_content=False))
+
+
+def _created(create: Callable[[], object]) -> bool:
     try:
-        core.create_namespaced_persistent_volume_claim(namespace, claim, _preload_content=False)
+        create()
     except ApiException as exc:
         if exc.status == 409:
             return False

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+pytest_plugins = ["tests.support.embedded_fixtures"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # DETECTOR_TEST_MPTA runs the suite against another archive with the same classes.

@@ -167,7 +167,7 @@ class OnnxModel:
         return self._track(detections, image, tracker) if track else detections
 
     def _track(self, detections: Detections, image: Image, method: str) -> Detections:
-        from camera_pod import tracking  # Ultralytics' trackers: only when a caller asks for tracking
+        from camera_pod import tracking  # imported only when a caller asks for tracking
 
         with self._track_lock:
             if method not in self._trackers:

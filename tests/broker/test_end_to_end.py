@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,6 @@ TOKEN = "e2e-token-0123456789abcdef"
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[Worker]:
-    running = Worker(tmp_path)
-    running.wait_ready()
-    yield running
-    running.stop()
-    assert running.orphans() == [], "camera pods outlived the worker"
-
-
-@pytest.fixture
 def secured_worker(tmp_path: Path) -> Iterator[Worker]:
     running = Worker(tmp_path, token=TOKEN)
     running.wait_ready()
@@ -47,26 +38,8 @@ def secured_worker(tmp_path: Path) -> Iterator[Worker]:
 
 
 @pytest.fixture
-def model_url(fixture_mpta: Path, tmp_path: Path) -> Iterator[str]:
-    with embedded.model_server(fixture_mpta, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def camera_servers() -> Iterator[tuple[RtspServer, SnapshotCamera]]:
-    with embedded.camera_servers() as servers:
-        yield servers
-
-
-@pytest.fixture
 def clean_outputs() -> None:
     embedded.clean_outputs(DISPLAYS)
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Any]:
-    async with embedded.backends() as open_backend:
-        yield open_backend
 
 
 def subscriptions(rtsp: RtspServer, snapshots: SnapshotCamera, model_url: str) -> list[dict[str, Any]]:

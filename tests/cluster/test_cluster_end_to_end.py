@@ -50,7 +50,6 @@ import kopf
 import numpy as np
 import psycopg
 import pytest
-import redis
 import uvicorn
 import websockets
 from kubernetes import client as k8s
@@ -62,8 +61,8 @@ from broker.settings import BrokerSettings
 from detector.contract.environment import BROKER_URL_ENV, POD_NAME_ENV, STREAM_URL_ENV
 from detector_operator import handlers
 from detector_operator.manifests import PodDefaults
-from tests.conftest import POSTGRES_DSN, REDIS_URL
-from tests.support import kube
+from tests.conftest import POSTGRES_DSN
+from tests.support import embedded, kube
 from tests.support.embedded import VIDEO, VISITS, Backend
 from tests.support.kubelet import Kubelet, host_path
 from tests.support.servers import RtspServer, free_port
@@ -183,14 +182,7 @@ def model_url(fixture_mpta: Path) -> Iterator[str]:
 
 @pytest.fixture
 def clean_outputs() -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"inference:{DISPLAY}:*"):
-        client.delete(key)
-    client.close()
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
-        row = connection.execute("SELECT to_regclass('gas_station_1.car_frontal_info')").fetchone()
-        if row is not None and row[0] is not None:
-            connection.execute("DELETE FROM gas_station_1.car_frontal_info WHERE display_id = %s", (DISPLAY,))
+    embedded.clean_outputs([DISPLAY])
 
 
 @dataclass(frozen=True)

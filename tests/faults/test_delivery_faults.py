@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from tests.conftest import POSTGRES_DSN
-from tests.faults.conftest import Connect
 from tests.support import embedded
 from tests.support.embedded import VISITS, Backend, Worker
+from tests.support.embedded_fixtures import Connect
 from tests.support.servers import RtspServer
 from tests.support.snapshot_server import SnapshotCamera
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import Connect
 from tests.support import embedded
 from tests.support.embedded import Worker, wait_until
+from tests.support.embedded_fixtures import Connect
 from tests.support.servers import RtspServer
 from tests.support.snapshot_server import SnapshotCamera
 

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.faults.conftest import Connect
 from tests.support import embedded
 from tests.support.embedded import VISITS, Backend, Worker
+from tests.support.embedded_fixtures import Connect
 from tests.support.servers import RtspServer
 from tests.support.snapshot_server import SnapshotCamera, VideoFault
 

@@ -1,4 +1,7 @@
-"""Fixtures of the fault tests: the embedded worker, its model over HTTP, real cameras, a backend client."""
+"""Pytest fixtures around tests.support.embedded: the worker, its model over HTTP, real cameras, backends.
+
+Registered for the whole suite by ``pytest_plugins`` in tests/conftest.py.
+"""
 
 from __future__ import annotations
 
