@@ -2,7 +2,8 @@
 
 ``onnx`` (the default): each ``.pt`` is exported to ONNX once (cached by its sha256) and served by ONNX
 Runtime; a checkpoint that loads but does not export, or whose export does not open, is served by the
-Ultralytics backend instead, with a warning. ``ultralytics``: every model is served by Ultralytics.
+Ultralytics backend instead, with a warning. ``ultralytics``: every model is served by Ultralytics, on
+``InferenceOptions.device`` (``auto``: the GPU when torch sees one).
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ class InferenceOptions:
     threads: int | None = None  # ONNX Runtime intra-op threads; None: the CPUs this process may use
     imgsz: int | None = None  # export detectors at this input size; None: their training size
     rect: bool = True  # detectors letterbox into the smallest stride-multiple rectangle; False: a fixed square
+    device: str = "auto"  # where Ultralytics runs models: cpu, cuda, cuda:N; auto: cuda when torch sees one
+
+
+@dataclass(frozen=True)
+class UltralyticsLoader:
+    """``load(path) -> Model`` for the Ultralytics backend, on one device."""
+
+    device: str = "auto"
+
+    def __call__(self, path: Path) -> Model:
+        return UltralyticsModel(path, device=self.device)
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,7 @@ class OnnxLoader:
                 return model
         log.warning("exported ONNX model does not open, serving the model with Ultralytics",
                     extra={"model": path.name})
-        return UltralyticsModel(path)
+        return UltralyticsLoader(self.options.device)(path)
 
     def _open(self, target: Path, checkpoint: Path, *, quiet: bool) -> OnnxModel | None:
         providers = onnx_backend.choose_providers(_available_providers(), self.options.providers)
@@ -91,11 +103,12 @@ def _available_providers() -> list[str]:
 
 def options_from_settings(settings: PodSettings) -> InferenceOptions:
     return InferenceOptions(backend=settings.inference_backend, providers=settings.inference_providers,
-                            threads=settings.inference_threads, imgsz=settings.onnx_imgsz, rect=settings.onnx_rect)
+                            threads=settings.inference_threads, imgsz=settings.onnx_imgsz, rect=settings.onnx_rect,
+                            device=settings.inference_device)
 
 
 def model_loader(cache_dir: Path, options: InferenceOptions = InferenceOptions()) -> ModelLoaderFn:
     """The loader an ``ArchiveStore`` uses for every model file of an archive."""
     if options.backend == "ultralytics":
-        return UltralyticsModel
+        return UltralyticsLoader(options.device)
     return OnnxLoader(cache_dir, options)

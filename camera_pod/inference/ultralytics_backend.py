@@ -35,10 +35,28 @@ def _yolo_class() -> Any:
     return YOLO
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when torch sees a CUDA device, else ``cpu``; a CUDA device torch cannot see is refused
+    here, at load, rather than at the first frame."""
+    if device != "auto" and not device.startswith("cuda"):
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        index = int(device.partition(":")[2] or 0)
+        if index < torch.cuda.device_count():
+            return "cuda" if device == "auto" else device
+    elif device == "auto":
+        return "cpu"
+    raise ModelLoadError(f"inference device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+
+
 class UltralyticsModel:
     def __init__(self, path: Path, *, device: str = "cpu") -> None:
+        """``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (see :func:`resolve_device`)."""
         if not path.is_file():
             raise ModelLoadError(f"{path.name}: file not found")
+        device = resolve_device(device)
         try:
             self._yolo = _yolo_class()(str(path))
         except Exception as exc:  # Ultralytics raises many types for a bad file
@@ -58,6 +76,10 @@ class UltralyticsModel:
     @property
     def names(self) -> tuple[str, ...]:
         return self._names
+
+    @property
+    def device(self) -> str:
+        return self._device
 
     def detect(self, image: Image, *, classes: Sequence[int] | None, min_confidence: float,
                track: bool = False, tracker: str = "bytetrack") -> Detections:

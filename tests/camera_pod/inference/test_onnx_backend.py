@@ -11,8 +11,7 @@ import pytest
 
 from camera_pod.inference import onnx_backend
 from camera_pod.inference.onnx_backend import CPU, OnnxLoadError, OnnxModel, choose_providers
-from camera_pod.inference.selection import InferenceOptions, model_loader, options_from_settings
-from camera_pod.inference.ultralytics_backend import UltralyticsModel
+from camera_pod.inference.selection import InferenceOptions, UltralyticsLoader, model_loader, options_from_settings
 from camera_pod.settings import PodSettings
 
 TRT, CUDA, AZURE = "TensorrtExecutionProvider", "CUDAExecutionProvider", "AzureExecutionProvider"
@@ -72,7 +71,7 @@ def test_settings_choose_the_backend_and_its_options(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DETECTOR_ONNX_RECT", "false")
     options = options_from_settings(PodSettings())
     assert options == InferenceOptions(backend="ultralytics", providers=(CUDA, CPU), threads=3, imgsz=320, rect=False)
-    assert model_loader(tmp_path, options) is UltralyticsModel
+    assert model_loader(tmp_path, options) == UltralyticsLoader("auto")
 
 
 @pytest.mark.parametrize(("name", "value"), [("DETECTOR_INFERENCE_BACKEND", "tensorflow"),
