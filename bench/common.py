@@ -61,12 +61,31 @@ def machine_gflops(seconds: float = 1.5, size: int = 1024) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def gflops_in_child(threads: int | None) -> float:
-    """``machine_gflops`` in a fresh process; ``threads=1`` pins numpy's BLAS to one thread (one core's rate)."""
+def gpu_gflops(device: str, seconds: float = 1.5, size: int = 4096) -> float:
+    """Best float32 matmul rate torch reaches on ``device`` (TF32 off, torch's default), in GFLOPS."""
+    import torch
+
+    a, b = torch.rand((size, size), device=device), torch.rand((size, size), device=device)
+    torch.matmul(a, b)  # warm-up: cuBLAS handle, kernel choice
+    torch.cuda.synchronize(device)
+    best = math.inf
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        torch.matmul(a, b)
+        torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def gflops_in_child(threads: int | None, device: str = "cpu") -> float:
+    """``machine_gflops`` (or ``gpu_gflops`` on a GPU ``device``) in a fresh process; ``threads=1`` pins numpy's
+    BLAS to one thread (one core's rate)."""
     limits = {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")} \
         if threads else {}
+    call = "common.machine_gflops()" if device == "cpu" else f"common.gpu_gflops({device!r})"
     code = ("import json, sys; sys.path.append(sys.argv[1]); from bench import common; "
-            "print(json.dumps({'gflops': common.machine_gflops()}))")
+            f"print(json.dumps({{'gflops': {call}}}))")
     done = subprocess.run([sys.executable, "-P", "-c", code, str(REPO)], capture_output=True, text=True,
                           timeout=120, env={**os.environ, **limits}, check=True)
     return float(json.loads(done.stdout.splitlines()[-1])["gflops"])

@@ -1,14 +1,19 @@
 """Pipeline cost and frame latency: the original worker's loop vs. our PipelineEngine, same models, same frames.
 
-    .venv/bin/python -P bench/pipeline_bench.py [--quick] [--frames N] [--json FILE] [--profile]
+    .venv/bin/python -P bench/pipeline_bench.py [--quick] [--device cpu|cuda] [--frames N] [--json FILE] [--profile]
 
-Baseline: the original worker re-implemented here (Ultralytics ``track(frame, persist=True)`` on the full
-frame, then one ``predict`` per triggered branch on a 224x224 crop in a thread pool, wait for all).
+Baseline: the original worker re-implemented in ``bench/original_worker.py`` (Ultralytics
+``track(frame, persist=True)`` on the full frame, then one ``predict`` per triggered branch on a 224x224 crop
+in a thread pool, wait for all), on ``--device``.
 Ours: ``PipelineEngine.process(frame, FrameContext, act=False, reuse=ClassificationReuse(...))`` followed by
 the visit tracker, as ``camera_pod.runtime.CameraPod._serve`` runs it per display subscription, with the
 models loaded by the pod's own ``ArchiveStore`` and ``PodSettings`` (so ``DETECTOR_INFERENCE_BACKEND`` and
 the other ``DETECTOR_*`` settings apply). Every variant runs in its own child process (``--variant``) so
 its peak RSS is its own; the parent prints ratios against the baseline measured in the same run.
+
+``--device cpu`` (the default): the baseline and every backend of ours on the CPU. ``--device cuda``: the
+baseline on the GPU; ours with ONNX Runtime on its GPU providers (when this onnxruntime has any), with the
+Ultralytics backend on the GPU (``DETECTOR_INFERENCE_DEVICE``), and with ONNX Runtime on the CPU for reference.
 
 Scenarios: ``fixture`` (tests/fixtures/gas_station.mpta on tests/fixtures/media/cars.mp4) and
 ``yolov8n-640`` (an untrained YOLOv8n detector at 640, built offline from its YAML, packed with the
@@ -33,7 +38,6 @@ import threading
 import time
 import zipfile
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +49,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench import common
+from bench.original_worker import OriginalWorker, StepResult, extract
 
 SCRIPT = Path(__file__).resolve()
 VIDEO = common.REPO / "tests" / "fixtures" / "media" / "cars.mp4"
@@ -52,19 +57,14 @@ FIXTURE_MPTA = common.REPO / "tests" / "fixtures" / "gas_station.mpta"
 IDENTIFIER = "display-1;cam-1"
 WARM_FRAMES = (30, 31, 32)  # a car stopped at the pump: every model runs during warm-up
 QUICK_FIRST_FRAME = 10  # --quick: start where the first car drives in
-BASELINE_CROP = (224, 224)  # the original worker resized every crop to this
 REALISTIC_DETECTOR = "yolov8n_640.pt"
 LATENCY_TARGET = 1.5  # frame age p99 ≤ 1.5 x one pipeline pass
 REALISTIC_FRAMES = 100  # the untrained YOLOv8n finds nothing: every frame costs the same, fewer will do
 
-FrameStep = Callable[[np.ndarray, float], Awaitable["StepResult"]]
+CPU_PROVIDER = "CPUExecutionProvider"
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
-
-@dataclass(frozen=True)
-class StepResult:
-    classifier_calls: int = 0
-    car: bool = False
-    fields: dict[str, str] = field(default_factory=dict)
+FrameStep = Callable[[np.ndarray, float], Awaitable[StepResult]]
 
 
 def decode(count: int | None, first: int = 0, only: Sequence[int] = ()) -> list[np.ndarray]:
@@ -79,66 +79,6 @@ def decode(count: int | None, first: int = 0, only: Sequence[int] = ()) -> list[
             if (only and len(frames) == len(only)) or (count is not None and len(frames) >= count):
                 break
     return frames
-
-
-# ---- the baseline: the original worker's loop ---------------------------------------------------
-
-class OriginalWorker:
-    """The original's per-frame loop: track the full frame, crop each triggered branch's region to 224x224,
-    ``predict`` every branch in a thread pool and wait for all (no actions: neither variant writes)."""
-
-    def __init__(self, folder: Path, tracker: str) -> None:
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        from ultralytics import YOLO
-
-        self.config = json.loads((folder / "pipeline.json").read_text())["pipeline"]
-        self.detector = YOLO(str(folder / self.config["modelFile"]))
-        self.branches = [(branch, YOLO(str(folder / branch["modelFile"]))) for branch in self.config["branches"]]
-        names = self.detector.names
-        self.class_ids = [index for index, name in names.items() if name in self.config["triggerClasses"]]
-        self.tracker = tracker
-        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.branches)))
-
-    def detect(self, frame: np.ndarray, *, track: bool = True) -> Any:
-        options = {"conf": self.config["minConfidence"], "classes": self.class_ids, "verbose": False}
-        if track:
-            return self.detector.track(frame, persist=True, tracker=f"{self.tracker}.yaml", **options)[0]
-        return self.detector.predict(frame, **options)[0]
-
-    def regions(self, result: Any) -> dict[str, tuple[float, list[int]]]:
-        found: dict[str, tuple[float, list[int]]] = {}
-        for box in result.boxes:
-            name, confidence = result.names[int(box.cls)], float(box.conf)
-            if confidence >= self.config["minConfidence"] and confidence > found.get(name, (0.0, []))[0]:
-                found[name] = (confidence, [int(v) for v in box.xyxy[0].tolist()])
-        return found
-
-    def process(self, frame: np.ndarray) -> StepResult:
-        import cv2
-
-        regions = self.regions(self.detect(frame))
-        futures = {}
-        for branch, model in self.branches:
-            if not any(cls in regions and regions[cls][0] >= branch["minConfidence"]
-                       for cls in branch["triggerClasses"]):
-                continue
-            crop_class = branch.get("cropClass") or branch["triggerClasses"][0]
-            if crop_class not in regions:
-                continue
-            x1, y1, x2, y2 = regions[crop_class][1]
-            crop = cv2.resize(frame[y1:y2, x1:x2], BASELINE_CROP)
-            futures[branch["modelId"]] = self.pool.submit(model.predict, crop, verbose=False)
-        fields = {}
-        for model_id, future in futures.items():
-            result = future.result()[0]
-            fields[model_id] = result.names[int(result.probs.top1)]
-        return StepResult(len(futures), "Car" in regions, fields)
-
-
-def extract(archive: Path, folder: Path) -> Path:
-    with zipfile.ZipFile(archive) as source:
-        source.extractall(folder)
-    return folder
 
 
 # ---- ours: the production engine, composed as the camera pod composes it -----------------------
@@ -187,6 +127,14 @@ class Ours:
         class_ids = [model.names.index(name) for name in root.triggerClasses]
         return model.detect(image, classes=class_ids or None, min_confidence=root.minConfidence)
 
+    def runs_on(self) -> str:
+        """Where the archive's models really ran: ONNX Runtime's first provider or Ultralytics' device."""
+        places = set()
+        for model in self.archive.models.values():
+            providers = getattr(model, "providers", None)
+            places.add(f"onnx {providers[0]}" if providers else f"ultralytics {getattr(model, 'device', '?')}")
+        return ", ".join(sorted(places))
+
 
 async def open_ours(archive_path: Path, cache: Path, **overrides: Any) -> Ours:
     from camera_pod.pipeline.engine import PipelineEngine
@@ -204,12 +152,6 @@ async def open_ours(archive_path: Path, cache: Path, **overrides: Any) -> Ours:
     ours = Ours(engine, archive, settings)
     ours.fresh_state()
     return ours
-
-
-def backend_name() -> str:
-    from camera_pod.settings import PodSettings
-
-    return str(getattr(PodSettings(), "inference_backend", "ultralytics"))
 
 
 def torch_threads() -> int | None:
@@ -259,17 +201,18 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
     frames_mb = sum(frame.nbytes for frame in frames + warm) / 2**20
     archive = Path(args.archive)
     detect_only = args.variant.endswith("-detect")
+    warm *= 1 if args.device == "cpu" else 5  # GPU kernels pick their algorithms over the first calls
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
         if "baseline" in args.variant:
-            worker = OriginalWorker(extract(archive, Path(scratch)), args.baseline_tracker)
-            step, backend = baseline_step(worker, detect_only), "ultralytics (original loop)"
+            worker = OriginalWorker(extract(archive, Path(scratch)), args.baseline_tracker, args.device)
+            step, backend = baseline_step(worker, detect_only), f"ultralytics {args.device} (original loop)"
             for image in warm:
                 await step(image, 0.0)
         else:
             cache = Path(args.cache) if args.cache else Path(scratch)
             ours = await open_ours(archive, cache, **({"classify_interval_s": 0}
                                                       if args.variant == "ours-noreuse" else {}))
-            step, backend = ours_step(ours, detect_only), backend_name()
+            step, backend = ours_step(ours, detect_only), ours.runs_on()
             for image in warm:
                 await step(image, time.time())
             ours.fresh_state()
@@ -395,17 +338,21 @@ def model_gflops(archive: Path, folder: Path, frame_hw: tuple[int, int]) -> dict
             "classifier": float(np.mean(list(classifiers.values()))) if classifiers else 0.0}
 
 
-def prepare(out: Path, backends: list[str]) -> dict[str, Any]:
-    """Build the realistic archive, count GFLOPs, and load both archives once per backend into the shared
-    cache (an ONNX export happens once per model, as on a pod's first start): the measured children load from it."""
+def prepare(out: Path) -> dict[str, Any]:
+    """Build the realistic archive, count GFLOPs, and load both archives once with the ONNX backend into the
+    shared cache (an ONNX export happens once per model, as on a pod's first start): the measured children load
+    from it."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     realistic = build_realistic(out / "yolov8n-640")
     frame_hw = decode(1)[0].shape[:2]
-    for backend in backends:
-        for archive in (FIXTURE_MPTA, realistic):
-            ours = asyncio.run(open_ours(archive, out / "cache", **({"inference_backend": backend} if backend else {})))
-            ours.engine.close()
+    for archive in (FIXTURE_MPTA, realistic):
+        ours = asyncio.run(open_ours(archive, out / "cache", inference_backend="onnx",
+                                     inference_providers=(CPU_PROVIDER,)))
+        ours.engine.close()
+    import torch
+
     return {"archives": {"fixture": str(FIXTURE_MPTA), "yolov8n-640": str(realistic)},
+            "gpu_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "gflops": {"fixture": model_gflops(FIXTURE_MPTA, out / "flops-fixture", frame_hw),
                        "yolov8n-640": model_gflops(realistic, out / "flops-realistic", frame_hw)}}
 
@@ -442,12 +389,48 @@ async def profile(args: argparse.Namespace, top: int = 10) -> str:
 # ---- parent: run every variant, print the tables ------------------------------------------------
 
 @dataclass(frozen=True)
+class Flavour:
+    """One way the pod can serve ours: a label and the ``DETECTOR_*`` settings that select it."""
+
+    label: str
+    env: tuple[tuple[str, str], ...]
+    gpu: bool = False
+
+
+def flavours(device: str) -> list[Flavour]:
+    """What ours is measured as. ``cpu``: every backend PodSettings offers (the configured one first), on the
+    CPU. Otherwise: ONNX Runtime on its GPU providers (when this onnxruntime build has any), the Ultralytics
+    backend on ``device``, and ONNX Runtime on the CPU for reference."""
+    import typing
+
+    import onnxruntime
+
+    from camera_pod.settings import PodSettings
+
+    def onnx(providers: Sequence[str]) -> tuple[tuple[str, str], ...]:
+        return ("DETECTOR_INFERENCE_BACKEND", "onnx"), ("DETECTOR_INFERENCE_PROVIDERS", ",".join(providers))
+
+    ultralytics = (("DETECTOR_INFERENCE_BACKEND", "ultralytics"), ("DETECTOR_INFERENCE_DEVICE", device))
+    if device == "cpu":
+        configured = PodSettings().inference_backend
+        offered = typing.get_args(PodSettings.model_fields["inference_backend"].annotation)
+        backends = [configured, *(value for value in offered if value != configured)]
+        return [Flavour(f"ours [{name}]", onnx([CPU_PROVIDER]) if name == "onnx" else ultralytics)
+                for name in backends]
+    gpu = [name for name in GPU_PROVIDERS if name in onnxruntime.get_available_providers()]
+    return [*([Flavour(f"ours [onnx {gpu[0].removesuffix('ExecutionProvider')}]", onnx([*gpu, CPU_PROVIDER]),
+                       gpu=True)] if gpu else []),
+            Flavour(f"ours [ultralytics {device}]", ultralytics, gpu=True),
+            Flavour("ours [onnx CPU]", onnx([CPU_PROVIDER]))]
+
+
+@dataclass(frozen=True)
 class Job:
     scenario: str
     stage: str  # "pipeline" or "detector only"
     label: str  # "baseline", "ours [onnx]", ...
     variant: str  # the child's --variant
-    backend: str | None = None
+    flavour: Flavour | None = None  # None: the baseline
 
     @property
     def key(self) -> str:
@@ -459,35 +442,37 @@ class Plan:
     frames: int | None
     first_frame: int
     baseline_tracker: str
-    backends: list[str]
+    device: str
+    flavours: list[Flavour]
     cache: str = ""
     archives: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, key: str, archive: str, variant: str, *, backend: str | None = None, rate: float | None = None,
-            frames: int | None = None) -> dict[str, Any]:
+    def run(self, key: str, archive: str, variant: str, *, flavour: Flavour | None = None,
+            rate: float | None = None, frames: int | None = None) -> dict[str, Any]:
         args = ["--variant", variant, "--archive", archive, "--first-frame", str(self.first_frame),
-                "--baseline-tracker", self.baseline_tracker]
+                "--baseline-tracker", self.baseline_tracker, "--device", self.device]
         frames = frames or self.frames
         args += ["--frames", str(frames)] if frames else []
         args += ["--rate", str(rate)] if rate else []
         args += ["--cache", self.cache] if self.cache else []
-        env = {"DETECTOR_INFERENCE_BACKEND": backend} if backend else None
         print(f"  {key} ...", file=sys.stderr, flush=True)
-        return common.run_child(SCRIPT, args, env=env)
+        return common.run_child(SCRIPT, args, env=dict(flavour.env) if flavour else None)
 
     def jobs(self) -> list[Job]:
         jobs = []
         for scenario in self.archives:
             for stage, suffix in (("pipeline", ""), ("detector only", "-detect")):
                 jobs.append(Job(scenario, stage, "baseline", "baseline" + suffix))
-                for backend in self.backends:
-                    label = f"ours [{backend}]" if backend else "ours"
-                    jobs.append(Job(scenario, stage, label, "ours" + suffix, backend or None))
-                    if (scenario, stage, backend) == ("fixture", "pipeline", self.backends[0]):
-                        jobs.append(Job(scenario, stage, f"{label}, classify every frame", "ours-noreuse",
-                                        backend or None))
+                for flavour in self.flavours:
+                    jobs.append(Job(scenario, stage, flavour.label, "ours" + suffix, flavour))
+                    if (scenario, stage, flavour) == ("fixture", "pipeline", self.flavours[0]):
+                        jobs.append(Job(scenario, stage, f"{flavour.label}, classify every frame", "ours-noreuse",
+                                        flavour))
         return jobs
+
+    def on_gpu(self, job: Job) -> bool:
+        return job.flavour.gpu if job.flavour else self.device != "cpu"
 
     def best_of(self, rounds: int, between: Callable[[], None]) -> None:
         """Each job once per round, every other round in reverse order; the round with the most frames/s wins
@@ -498,7 +483,7 @@ class Plan:
                 frames = min(self.frames or REALISTIC_FRAMES, REALISTIC_FRAMES) if job.scenario == "yolov8n-640" \
                     else None
                 result = self.run(f"round {index + 1}: {job.key}", self.archives[job.scenario], job.variant,
-                                  backend=job.backend, frames=frames)
+                                  flavour=job.flavour, frames=frames)
                 best = self.results.get(job.key)
                 fps = [*(best["rounds_fps"] if best else []), result["fps"]]
                 self.results[job.key] = {**(result if best is None or result["fps"] > best["fps"] else best),
@@ -506,30 +491,21 @@ class Plan:
             between()
 
 
-def inference_backends() -> list[str]:
-    """Every backend PodSettings offers (DETECTOR_INFERENCE_BACKEND), the configured one first."""
-    import typing
-
-    from camera_pod.settings import PodSettings
-
-    info = PodSettings.model_fields.get("inference_backend")
-    if info is None:
-        return [""]
-    configured = str(getattr(PodSettings(), "inference_backend", ""))
-    offered = [str(value) for value in typing.get_args(info.annotation)] or [configured]
-    return [configured] + [value for value in offered if value != configured]
-
-
 @dataclass
 class Machine:
-    """Float32 matmul rates: all cores (numpy's BLAS threads) and one core; the best seen during the run."""
+    """Float32 matmul rates: all cores (numpy's BLAS threads), one core, and the GPU (torch, full float32, when
+    the bench runs on one); the best seen during the run."""
 
+    device: str = "cpu"
     all_cores: float = 0.0
     one_core: float = 0.0
+    gpu: float = 0.0
 
     def measure(self) -> None:
         self.all_cores = max(self.all_cores, common.gflops_in_child(threads=None))
         self.one_core = max(self.one_core, common.gflops_in_child(threads=1))
+        if self.device != "cpu":
+            self.gpu = max(self.gpu, common.gflops_in_child(threads=None, device=self.device))
 
     @property
     def peak(self) -> float:
@@ -542,11 +518,12 @@ def throughput_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> tup
     for job in plan.jobs():
         r, base = plan.results[job.key], plan.results[Job(job.scenario, job.stage, "baseline", "").key]
         rss = r["peak_rss_mb"] - r["frames_mb"]
-        rows.append([job.scenario, job.stage, job.label, r["frames"], r["fps_per_core"], r["p50_ms"], r["p99_ms"],
-                     r["cpu_ms_per_frame"], rss, r["classifier_calls_per_frame"], r["car_frames"]])
+        rows.append([job.scenario, job.stage, job.label, r["backend"], r["frames"], r["fps"], r["fps_per_core"],
+                     r["p50_ms"], r["p99_ms"], r["cpu_ms_per_frame"], rss, r["classifier_calls_per_frame"],
+                     r["car_frames"]])
         if job.label != "baseline":
-            rows.append([job.scenario, job.stage, f"{job.label} / baseline", "",
-                         common.ratio(r["fps_per_core"], base["fps_per_core"]),
+            rows.append([job.scenario, job.stage, f"{job.label} / baseline", "", "",
+                         common.ratio(r["fps"], base["fps"]), common.ratio(r["fps_per_core"], base["fps_per_core"]),
                          common.ratio(r["p50_ms"], base["p50_ms"]), common.ratio(r["p99_ms"], base["p99_ms"]),
                          common.ratio(r["cpu_ms_per_frame"], base["cpu_ms_per_frame"]),
                          common.ratio(rss, base["peak_rss_mb"] - base["frames_mb"]), "", ""])
@@ -554,21 +531,23 @@ def throughput_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> tup
         work = per_frame["detector"] + (per_frame["classifier"] * r["classifier_calls_per_frame"]
                                         if job.stage == "pipeline" else 0.0)
         achieved = work * r["fps"]
-        limits.append([job.scenario, job.stage, job.label, work, work / machine.peak * 1000, 1000 / r["fps"],
-                       achieved, achieved / machine.peak * 100, achieved / machine.one_core * 100])
+        gpu = plan.on_gpu(job)
+        peak = machine.gpu if gpu else machine.peak
+        limits.append([job.scenario, job.stage, job.label, "GPU" if gpu else "CPU", work, work / peak * 1000,
+                       1000 / r["fps"], achieved, achieved / peak * 100,
+                       math.nan if gpu else achieved / machine.one_core * 100])
     return rows, limits
 
 
 def latency_rows(plan: Plan, rates: Sequence[float]) -> list[list[object]]:
     rows = []
     archive = plan.archives["fixture"]
-    backend = plan.backends[0] or None
     for rate in rates:
         for variant, label in (("latency-fifo-baseline", "FIFO queue → original loop (baseline)"),
-                               ("latency-latest-ours", "latest-frame slot → ours")):
+                               ("latency-latest-ours", f"latest-frame slot → {plan.flavours[0].label}")):
             key = f"latency {rate:g} fps {variant}"
             r = plan.results[key] = plan.run(key, archive, variant, rate=rate,
-                                             backend=backend if "ours" in variant else None)
+                                             flavour=plan.flavours[0] if "ours" in variant else None)
             verdict = "yes" if r["age_p99_per_pass"] <= LATENCY_TARGET else "no"
             rows.append([f"{rate:g}", label, r["fed"], r["processed"], r["skipped"], r["backlog"],
                          r["pass_p50_ms"], r["pass_p99_ms"], r["age_p50_ms"], r["age_p99_ms"], r["wait_p50_ms"],
@@ -579,6 +558,8 @@ def latency_rows(plan: Plan, rates: Sequence[float]) -> list[list[object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="30 frames from the first car's arrival, one round")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where the baseline runs, "
+                        "and on a GPU: ours on ONNX Runtime's GPU providers, Ultralytics on the GPU, ONNX on the CPU")
     parser.add_argument("--frames", type=int, default=None,
                         help=f"frames per variant (default: all 270, {REALISTIC_FRAMES} for yolov8n-640; quick: 30)")
     parser.add_argument("--rounds", type=int, default=None, help="runs per variant, best kept (default 2; quick 1)")
@@ -592,22 +573,20 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
-    parser.add_argument("--backends", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         run_variant(args)
         return
     os.environ.setdefault("YOLO_OFFLINE", "1")
     frames = args.frames or (30 if args.quick else None)
-    machine = Machine()
+    machine = Machine(args.device)
     machine.measure()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
-        plan = Plan(frames, QUICK_FIRST_FRAME if args.quick else 0, args.baseline_tracker, inference_backends(),
-                    cache=str(Path(scratch) / "cache"))
+        plan = Plan(frames, QUICK_FIRST_FRAME if args.quick else 0, args.baseline_tracker, args.device,
+                    flavours(args.device), cache=str(Path(scratch) / "cache"))
         print("  preparing the yolov8n-640 archive and the ONNX exports, counting GFLOPs ...", file=sys.stderr,
               flush=True)
-        prepared = common.run_child(SCRIPT, ["--variant", "prepare", "--out", scratch,
-                                             "--backends", ",".join(plan.backends)])
+        prepared = common.run_child(SCRIPT, ["--variant", "prepare", "--out", scratch])
         plan.archives = prepared["archives"]
         plan.best_of(args.rounds or (1 if args.quick else 2), machine.measure)
         rows, limits = throughput_rows(plan, prepared["gflops"], machine)
@@ -615,40 +594,46 @@ def main() -> None:
         overload = float(math.ceil(1.5 * fastest))
         lat = latency_rows(plan, [10.0, 30.0] + ([overload] if overload > 30 else []))
         profiled = common.run_child(SCRIPT, ["--variant", "profile", "--archive", str(FIXTURE_MPTA),
-                                             "--cache", plan.cache]) if args.profile else None
+                                             "--cache", plan.cache], env=dict(plan.flavours[0].env)) \
+            if args.profile else None
     machine.measure()
     report(plan, prepared, rows, limits, lat, machine, profiled)
-    common.write_json(args.json, {"machine_gflops": machine.peak, "machine_gflops_all_cores": machine.all_cores,
-                                  "machine_gflops_one_core": machine.one_core, "cores": common.cores(),
-                                  "gflops": prepared["gflops"], "archives": plan.archives, "runs": plan.results,
-                                  "profile": profiled})
+    common.write_json(args.json, {"device": args.device, "gpu_name": prepared.get("gpu_name"),
+                                  "machine_gflops": machine.peak, "machine_gflops_all_cores": machine.all_cores,
+                                  "machine_gflops_one_core": machine.one_core, "gpu_gflops": machine.gpu,
+                                  "cores": common.cores(), "gflops": prepared["gflops"], "archives": plan.archives,
+                                  "runs": plan.results, "profile": profiled})
 
 
 def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limits: list[list[object]],
            lat: list[list[object]], machine: Machine, profiled: dict[str, Any] | None) -> None:
     some = next(iter(plan.results.values()))
     cores, rounds = common.cores(), len(some["rounds_fps"])
+    where = f"{cores} cores" + (f", {prepared['gpu_name']} ({plan.device})" if plan.device != "cpu" else "")
     print(common.table(
         "Throughput (each variant in its own process; ratios = ours / baseline, same run)",
-        ["scenario", "stage", "variant", "frames", "frames/s per core", "p50 ms", "p99 ms", "CPU ms/frame",
-         "peak RSS MB", "classifier calls/frame", "frames with a Car"], rows,
-        [f"{cores} cores; best of {rounds} round(s) per variant (alternating order); torch threads per call "
+        ["scenario", "stage", "variant", "runs on", "frames", "frames/s", "frames/s per core", "p50 ms", "p99 ms",
+         "CPU ms/frame", "peak RSS MB", "classifier calls/frame", "frames with a Car"], rows,
+        [f"{where}; best of {rounds} round(s) per variant (alternating order); torch threads per call "
          f"{some['torch_threads']}; frames decoded up front with PyAV (not measured; the {some['frames_mb']:.0f} MB "
          "they take are subtracted from peak RSS). Baseline detector stage: "
-         f"`track(persist=True, tracker={plan.baseline_tracker})`; 'detector only' = one `predict` vs our "
-         "`Model.detect`. The yolov8n-640 detector is untrained: it finds no car, so its pipeline rows run no "
-         "classifier and its 'detector only' rows are the comparison that matters there. Ours counts a Car "
+         f"`track(persist=True, tracker={plan.baseline_tracker})` on {plan.device}; 'detector only' = one "
+         "`predict` vs our `Model.detect`. 'runs on': where the models really ran (ONNX Runtime's first provider, "
+         "or Ultralytics' device). The yolov8n-640 detector is untrained: it finds no car, so its pipeline rows run "
+         "no classifier and its 'detector only' rows are the comparison that matters there. Ours counts a Car "
          "only on frames the engine completes (a frame without Frontal is 'incomplete'). "
          "Ratios: > 1 is better for frames/s, < 1 is better for the others."]))
+    gpu = f"; GPU float32 (no TF32) {machine.gpu:.0f} GFLOPS" if plan.device != "cpu" else ""
     print(common.table(
         f"Physical limit (numpy float32 matmul: {machine.all_cores:.1f} GFLOPS on {cores} cores, "
-        f"{machine.one_core:.1f} on one; peak taken as {machine.peak:.1f})",
-        ["scenario", "stage", "variant", "GFLOP/frame", "floor ms/frame", "actual ms/frame", "achieved GFLOPS",
-         "% of machine", "% of one core"], limits,
+        f"{machine.one_core:.1f} on one; CPU peak taken as {machine.peak:.1f}{gpu})",
+        ["scenario", "stage", "variant", "peak of", "GFLOP/frame", "floor ms/frame", "actual ms/frame",
+         "achieved GFLOPS", "% of peak", "% of one core"], limits,
         [f"GFLOP/frame = detector at its letterboxed input ({prepared['gflops']['fixture']['detector_input']} "
          f"fixture, {prepared['gflops']['yolov8n-640']['detector_input']} yolov8n) + classifier GFLOPs x the "
-         "classifier calls that variant made; floor = that work at the peak rate (the larger of the all-core "
-         "matmul and cores x the one-core matmul, best seen during the run)."]))
+         "classifier calls that variant made; floor = that work at the peak rate of where it ran (CPU: the larger "
+         "of the all-core matmul and cores x the one-core matmul; GPU: a 4096² torch float32 matmul), best seen "
+         "during the run."]))
     print(common.table(
         "Frame age at the end of processing (frames fed at a fixed rate while the pipeline runs)",
         ["fed fps", "hand-over → pipeline", "fed", "processed", "skipped (slot)", "left queued", "pass p50 ms",
@@ -667,7 +652,7 @@ def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limit
 
 def run_variant(args: argparse.Namespace) -> None:
     if args.variant == "prepare":
-        result = prepare(Path(args.out), args.backends.split(","))
+        result = prepare(Path(args.out))
     elif args.variant == "profile":
         result = {"text": asyncio.run(profile(args))}
     else:

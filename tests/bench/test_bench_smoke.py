@@ -45,6 +45,11 @@ def test_pipeline_bench_quick(tmp_path: Path) -> None:
                 for stage in ("pipeline", "detector only")]
     assert set(expected) <= set(measured)
     assert any(key.startswith("fixture pipeline ours") for key in measured)
+    # Each flavour ran where it says (the settings reached the pod's loader), on the CPU by default.
+    assert results["device"] == "cpu"
+    assert runs["fixture pipeline ours [onnx]"]["backend"] == "onnx CPUExecutionProvider"
+    assert runs["fixture pipeline ours [ultralytics]"]["backend"] == "ultralytics cpu"
+    assert runs["fixture pipeline baseline"]["backend"].startswith("ultralytics cpu")
     assert any(key.endswith("classify every frame") for key in measured)
     for key, run in measured.items():
         assert run["frames"] == 6, key
@@ -66,7 +71,7 @@ def test_pipeline_bench_quick(tmp_path: Path) -> None:
     assert len(ratio_rows) >= 5
     for line in ratio_rows:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        ratios = [float(cell) for cell in cells[4:9]]
+        ratios = [float(cell) for cell in cells[5:11]]
         assert all(math.isfinite(value) and value > 0 for value in ratios), line
 
 
