@@ -405,6 +405,7 @@ def flavours(device: str) -> list[Flavour]:
 
     import onnxruntime
 
+    from camera_pod.inference import selection
     from camera_pod.settings import PodSettings
 
     def onnx(providers: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -412,8 +413,9 @@ def flavours(device: str) -> list[Flavour]:
 
     ultralytics = (("DETECTOR_INFERENCE_BACKEND", "ultralytics"), ("DETECTOR_INFERENCE_DEVICE", device))
     if device == "cpu":
-        configured = PodSettings().inference_backend
-        offered = typing.get_args(PodSettings.model_fields["inference_backend"].annotation)
+        configured = selection.resolve_backend(PodSettings().inference_backend, [CPU_PROVIDER], gpu_present=False)
+        offered = [name for name in typing.get_args(PodSettings.model_fields["inference_backend"].annotation)
+                   if name != "auto"]
         backends = [configured, *(value for value in offered if value != configured)]
         return [Flavour(f"ours [{name}]", onnx([CPU_PROVIDER]) if name == "onnx" else ultralytics)
                 for name in backends]

@@ -28,8 +28,9 @@ class PodSettings(BaseSettings):
     classify_interval_s: float = Field(2.0, ge=0, description="re-run a vehicle's classifiers at least this often; "
                                                                   "0 classifies every frame")
     classify_growth: float = Field(1.3, ge=1.0, description="re-run them when the vehicle's box grows this much")
-    inference_backend: Literal["onnx", "ultralytics"] = Field(
-        "onnx", description="onnx: each .pt exported once to ONNX and run by ONNX Runtime; ultralytics: torch")
+    inference_backend: Literal["auto", "onnx", "ultralytics"] = Field(
+        "auto", description="onnx: each .pt exported once to ONNX and run by ONNX Runtime; ultralytics: torch; "
+                            "auto: onnx, except on an NVIDIA GPU machine whose ONNX Runtime has no GPU provider")
     inference_providers: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated ONNX Runtime providers, in order; empty: TensorRT, CUDA, CPU as available")
     inference_threads: int | None = Field(

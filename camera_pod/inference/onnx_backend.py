@@ -25,7 +25,8 @@ from camera_pod.inference.ultralytics_backend import ModelLoadError
 log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", CPU)
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+PREFERRED_PROVIDERS = (*GPU_PROVIDERS, CPU)
 _TASKS: tuple[Task, ...] = ("detect", "classify")
 
 

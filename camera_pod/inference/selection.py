@@ -1,6 +1,7 @@
 """Which backend serves an archive's models, and the ONNX loader: export once, cache, fall back.
 
-``onnx`` (the default): each ``.pt`` is exported to ONNX once (cached by its sha256) and served by ONNX
+``onnx`` (what ``auto``, the default, picks unless an NVIDIA GPU is present and this ONNX Runtime has no
+GPU provider — then ``ultralytics``): each ``.pt`` is exported to ONNX once (cached by its sha256) and served by ONNX
 Runtime; a checkpoint that loads but does not export, or whose export does not open, is served by the
 Ultralytics backend instead, with a warning. ``ultralytics``: every model is served by Ultralytics, on
 ``InferenceOptions.device`` (``auto``: the GPU when torch sees one).
@@ -8,6 +9,7 @@ Ultralytics backend instead, with a warning. ``ultralytics``: every model is ser
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +24,15 @@ from camera_pod.settings import PodSettings
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["onnx", "ultralytics"]
+Backend = Literal["auto", "onnx", "ultralytics"]
+# Seen without importing torch (which would cost a CPU-only pod ~500 MB): the NVIDIA driver's device files.
+NVIDIA_DRIVER_FILES = (Path("/dev/nvidiactl"), Path("/proc/driver/nvidia/gpus"))
 ModelLoaderFn = Callable[[Path], Model]
 
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    backend: Backend = "onnx"
+    backend: Backend = "auto"
     providers: tuple[str, ...] = ()  # ONNX Runtime execution providers; empty: TensorRT, CUDA, CPU as available
     threads: int | None = None  # ONNX Runtime intra-op threads; None: the CPUs this process may use
     imgsz: int | None = None  # export detectors at this input size; None: their training size
@@ -107,8 +111,26 @@ def options_from_settings(settings: PodSettings) -> InferenceOptions:
                             device=settings.inference_device)
 
 
+def resolve_backend(requested: Backend, available_providers: list[str], gpu_present: bool) -> Backend:
+    """``auto``: ONNX Runtime, unless a GPU would sit idle because this ONNX Runtime build has no GPU provider
+    (the CPU wheel): then Ultralytics, which runs the models on CUDA through torch."""
+    if requested != "auto":
+        return requested
+    if gpu_present and not any(name in available_providers for name in onnx_backend.GPU_PROVIDERS):
+        return "ultralytics"
+    return "onnx"
+
+
+def nvidia_gpu_present() -> bool:
+    return any(path.exists() for path in NVIDIA_DRIVER_FILES)
+
+
 def model_loader(cache_dir: Path, options: InferenceOptions = InferenceOptions()) -> ModelLoaderFn:
     """The loader an ``ArchiveStore`` uses for every model file of an archive."""
+    if options.backend == "auto":
+        backend = resolve_backend("auto", _available_providers(), nvidia_gpu_present())
+        log.info("inference backend chosen", extra={"backend": backend})
+        options = dataclasses.replace(options, backend=backend)
     if options.backend == "ultralytics":
         return UltralyticsLoader(options.device)
     return OnnxLoader(cache_dir, options)

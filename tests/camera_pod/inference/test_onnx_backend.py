@@ -11,7 +11,15 @@ import pytest
 
 from camera_pod.inference import onnx_backend
 from camera_pod.inference.onnx_backend import CPU, OnnxLoadError, OnnxModel, choose_providers
-from camera_pod.inference.selection import InferenceOptions, UltralyticsLoader, model_loader, options_from_settings
+from camera_pod.inference.selection import (
+    InferenceOptions,
+    OnnxLoader,
+    UltralyticsLoader,
+    model_loader,
+    nvidia_gpu_present,
+    options_from_settings,
+    resolve_backend,
+)
 from camera_pod.settings import PodSettings
 
 TRT, CUDA, AZURE = "TensorrtExecutionProvider", "CUDAExecutionProvider", "AzureExecutionProvider"
@@ -63,7 +71,7 @@ def test_a_file_that_is_not_onnx_is_refused_clearly(tmp_path: Path) -> None:
 def test_settings_choose_the_backend_and_its_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     defaults = options_from_settings(PodSettings())
     assert defaults == InferenceOptions()
-    assert defaults.backend == "onnx" and defaults.providers == () and defaults.threads is None and defaults.rect
+    assert defaults.backend == "auto" and defaults.providers == () and defaults.threads is None and defaults.rect
     monkeypatch.setenv("DETECTOR_INFERENCE_BACKEND", "ultralytics")
     monkeypatch.setenv("DETECTOR_INFERENCE_PROVIDERS", f"{CUDA}, {CPU}")
     monkeypatch.setenv("DETECTOR_INFERENCE_THREADS", "3")
@@ -72,6 +80,24 @@ def test_settings_choose_the_backend_and_its_options(monkeypatch: pytest.MonkeyP
     options = options_from_settings(PodSettings())
     assert options == InferenceOptions(backend="ultralytics", providers=(CUDA, CPU), threads=3, imgsz=320, rect=False)
     assert model_loader(tmp_path, options) == UltralyticsLoader("auto")
+
+
+@pytest.mark.parametrize(("providers", "gpu", "expected"), [
+    ([CPU], False, "onnx"),  # a CPU machine
+    ([CUDA, CPU], True, "onnx"),  # a GPU and the GPU build of ONNX Runtime
+    (["TensorrtExecutionProvider", CUDA, CPU], True, "onnx"),
+    ([CPU], True, "ultralytics"),  # a GPU the CPU build of ONNX Runtime would leave idle: torch runs on it
+])
+def test_auto_picks_the_backend_that_uses_the_machine(providers: list[str], gpu: bool, expected: str) -> None:
+    assert resolve_backend("auto", providers, gpu_present=gpu) == expected
+    assert resolve_backend("onnx", providers, gpu_present=gpu) == "onnx"  # an explicit choice is kept
+    assert resolve_backend("ultralytics", providers, gpu_present=gpu) == "ultralytics"
+
+
+def test_auto_on_this_cpu_machine_loads_through_onnx(tmp_path: Path) -> None:
+    loader = model_loader(tmp_path, InferenceOptions())
+    expected = "ultralytics" if nvidia_gpu_present() and CUDA not in ort.get_available_providers() else "onnx"
+    assert isinstance(loader, UltralyticsLoader if expected == "ultralytics" else OnnxLoader)
 
 
 @pytest.mark.parametrize(("name", "value"), [("DETECTOR_INFERENCE_BACKEND", "tensorflow"),
