@@ -101,7 +101,8 @@ POD_MESSAGE: TypeAdapter[PodMessage] = TypeAdapter(PodMessage)
 # ---- broker → pod ---------------------------------------------------------------------------------
 
 class Ack(_Closed):
-    """The broker has taken these events over (sent to the backend or queued for it)."""
+    """These events are done with: delivered to the backend, or settled without a message (a duplicate, an
+    event past its max age, a car already announced); the pod may forget them."""
 
     kind: Literal["ack"] = "ack"
     ids: list[str]
