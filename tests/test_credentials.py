@@ -257,7 +257,7 @@ async def pod_health() -> AsyncIterator[HealthEndpoint]:
 def cluster(kmock: kmock.KubernetesEmulator, pod_health: HealthEndpoint) -> Api:
     """kmock serving what the operator uses (see tests/operator/test_operator_kmock.py), events included."""
     kube.register_operator_api(kmock)
-    return Api(str(kmock.url).rstrip("/"), pod_health.port)
+    return Api(kmock, pod_health.port)
 
 
 @pytest.mark.slow
