@@ -34,7 +34,8 @@ def build_runner(settings: BrokerSettings) -> Runner:
 
         return KubernetesRunner.from_environment(settings)
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    return LocalRunner(environment={AUTH_TOKEN_ENV: token} if token else {})
+    return LocalRunner(environment={AUTH_TOKEN_ENV: token} if token else {},
+                       state_file=settings.cache_dir / "broker" / "pods.json")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -79,6 +79,8 @@ class Broker:
         self.subscriptions = {s.subscriptionIdentifier: s for s in unplan(list(specs.values()))}
         if specs:
             log.info("subscriptions restored", extra={"subscriptions": len(self.subscriptions), "pods": len(specs)})
+        if specs and not self.runner.running():  # remembered, not running (local pods die with their broker)
+            await self.reconcile(list(self.subscriptions.values()))
 
     def pod_of(self, identifier: str) -> str | None:
         for name, spec in self.runner.running().items():

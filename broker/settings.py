@@ -32,6 +32,9 @@ class BrokerSettings(BaseSettings):
                                                               "there to take them are dropped, not delivered")
     max_kept_events: int = Field(10_000, ge=1, description="messages kept in memory while no backend is connected; "
                                                            "past it the pods keep the rest on their disks")
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "camera-detector",
+                            description="local runner: <cache_dir>/broker/pods.json remembers the running cameras "
+                                        "across broker restarts (the pods' DETECTOR_CACHE_DIR too)")
     runner: Literal["local", "kubernetes"] = Field(
         "local", description="local: camera pods are child processes; kubernetes: CameraSubscriptions")
     namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",

@@ -8,11 +8,15 @@ import os
 import random
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
 
 from detector.contract.environment import POD_SPEC_ENV
 from detector.contract.pods import PodSpec, StreamReport
 
 log = logging.getLogger(__name__)
+_SPECS: TypeAdapter[dict[str, PodSpec]] = TypeAdapter(dict[str, PodSpec])
 
 
 @dataclass
@@ -30,6 +34,8 @@ class LocalRunner:
     stop_timeout_s: float = 10.0
     # Added to the broker's own environment for every pod (e.g. the auth token from a config file).
     environment: dict[str, str] = field(default_factory=dict)
+    # What runs, remembered across broker restarts (mode 0600: stream URLs carry credentials); None: nothing.
+    state_file: Path | None = None
     _children: dict[str, _Child] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -44,10 +50,35 @@ class LocalRunner:
             for name, spec in specs.items():
                 if name not in self._children:
                     self._start(spec)
+            self._remember(specs)
 
     async def recover(self) -> dict[str, PodSpec]:
-        """Child processes die with the broker: there is never anything to adopt."""
-        return {}
+        """Child processes die with the broker: what they ran is read back from ``state_file`` (nothing runs
+        yet; the broker re-plans and applies it, so its pods resend what their outboxes still hold)."""
+        if self.state_file is None:
+            return {}
+        try:
+            return _SPECS.validate_json(self.state_file.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValidationError) as exc:
+            log.error("remembered camera pods unreadable; starting with none",
+                      extra={"file": str(self.state_file), "error": type(exc).__name__})
+            return {}
+
+    def _remember(self, specs: dict[str, PodSpec]) -> None:
+        if self.state_file is None:
+            return
+        temporary = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(_SPECS.dump_json(specs))
+            os.replace(temporary, self.state_file)
+        except OSError as exc:
+            log.error("camera pods not remembered; a broker restart will wait for the backend's list",
+                      extra={"file": str(self.state_file), "error": f"{type(exc).__name__}: {exc}"})
 
     async def image_url(self, name: str, report: StreamReport | None) -> str | None:
         if name not in self._children or report is None or not report.http_port:

@@ -130,6 +130,7 @@ async def test_a_killed_broker_loses_no_event_its_pods_made_while_the_backend_wa
                         "pods exit with their broker")
     assert worker.orphans() == []
     worker.restart()
+    embedded.wait_until(lambda: len(worker.pods()) == 1, 30, "the remembered camera starts before any backend")
     second = await open_and_subscribe(worker, connect, rtsp, model_url)
     await second.until(lambda: any(captured(m) > killed_at for m in second.detections(DISPLAY)), 90)
 
