@@ -40,6 +40,7 @@ class BrokerChannel:
                 async with websockets.connect(self._url, open_timeout=5, ping_interval=10, max_size=1 << 20,
                                               additional_headers=self._headers) as ws:
                     attempt = 0
+                    self._outbox.send_all_again()
                     self.connected.set()
                     log.info("connected to broker", extra={"broker": redact_url(self._url)})
                     await asyncio.gather(self._send_loop(ws), self._receive_loop(ws))

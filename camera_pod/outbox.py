@@ -28,11 +28,15 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEX
 
 
 class EventOutbox:
-    def __init__(self, path: Path | None = None, *, max_events: int = 10_000, resend_after_s: float = 3.0) -> None:
+    def __init__(self, path: Path | None = None, *, max_events: int = 10_000, resend_after_s: float = 3.0,
+                 max_resend_after_s: float = 60.0) -> None:
         self.max_events = max_events
         self.resend_after_s = resend_after_s
+        self.max_resend_after_s = max_resend_after_s
         self.dropped = 0
-        self._pending: OrderedDict[str, tuple[DetectionEvent, float]] = OrderedDict()
+        # id -> (event, when last sent, times sent): the wait between sends doubles, so events held for a
+        # long absent backend do not flood the broker; a new broker connection sends them all at once.
+        self._pending: OrderedDict[str, tuple[DetectionEvent, float, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if path is not None:
@@ -47,7 +51,7 @@ class EventOutbox:
         assert self._db is not None
         for event_id, body in self._db.execute("SELECT id, body FROM events ORDER BY seq").fetchall():
             try:
-                self._pending[event_id] = (DetectionEvent.model_validate_json(body), 0.0)
+                self._pending[event_id] = (DetectionEvent.model_validate_json(body), 0.0, 0)
             except ValidationError:
                 log.error("event outbox: unreadable event dropped", extra={"event": event_id})
                 self._db.execute("DELETE FROM events WHERE id = ?", (event_id,))
@@ -62,17 +66,26 @@ class EventOutbox:
                 log.error("event outbox full: oldest event dropped", extra={"event": oldest,
                                                                             "max_events": self.max_events})
                 self._execute("DELETE FROM events WHERE id = ?", (oldest,))
-            self._pending[event.id] = (event, 0.0)
+            self._pending[event.id] = (event, 0.0, 0)
             self._execute("INSERT OR IGNORE INTO events (id, body) VALUES (?, ?)", (event.id, event.model_dump_json()))
 
     def due(self, now: float | None = None) -> list[DetectionEvent]:
-        """Events never sent, or sent and not acknowledged for ``resend_after_s``; marks them sent."""
+        """Events never sent, or sent and not acknowledged for ``resend_after_s`` (doubling with each send, up
+        to ``max_resend_after_s``); marks them sent."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            ready = [event for event, sent in self._pending.values() if now - sent >= self.resend_after_s]
-            for event in ready:
-                self._pending[event.id] = (event, now)
-        return ready
+            ready = [(event, sends) for event, sent, sends in self._pending.values()
+                     if sends == 0 or now - sent >= min(self.resend_after_s * 2 ** (sends - 1),
+                                                        self.max_resend_after_s)]
+            for event, sends in ready:
+                self._pending[event.id] = (event, now, sends + 1)
+        return [event for event, _ in ready]
+
+    def send_all_again(self) -> None:
+        """A new link to the broker (perhaps a new broker): everything unacknowledged goes at the next send."""
+        with self._lock:
+            for event_id, (event, _, _) in self._pending.items():
+                self._pending[event_id] = (event, 0.0, 0)
 
     def acknowledge(self, ids: list[str]) -> None:
         with self._lock:

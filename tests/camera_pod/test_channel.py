@@ -109,3 +109,12 @@ def test_an_unreadable_row_is_dropped_with_an_error_not_a_crash(tmp_path: Path) 
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO events (id, body) VALUES ('broken', '{not json')")
     assert [event.id for event in EventOutbox(path).due(now=10.0)] == ["a"]
+
+
+def test_resends_back_off_until_a_new_broker_link() -> None:
+    outbox = EventOutbox(resend_after_s=1.0, max_resend_after_s=4.0)
+    outbox.add(_event("a"))
+    sent_at = [now for now in range(0, 40) if outbox.due(now=float(now))]
+    assert sent_at == [0, 1, 3, 7, 11, 15, 19, 23, 27, 31, 35, 39]  # waits 1, 2, 4, then 4 (the cap)
+    outbox.send_all_again()
+    assert [event.id for event in outbox.due(now=39.5)] == ["a"]
