@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from camera_pod.visits import AnnouncedVisit
+from detector.kit.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,7 @@ class VisitMemory:
         self._write()
 
     def _write(self) -> None:
-        temporary = self.path.with_suffix(".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(self._state.model_dump_json())
-            os.replace(temporary, self.path)  # atomic: a crash leaves the old file or the new one
+            write_atomically(self.path, self._state.model_dump_json().encode())
         except OSError as exc:
             log.error("visit memory not written", extra={"error": f"{type(exc).__name__}: {exc}"})

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from detector.contract.environment import POD_SPEC_ENV
 from detector.contract.pods import PodSpec, StreamReport
+from detector.kit.files import write_atomically
 
 log = logging.getLogger(__name__)
 _SPECS: TypeAdapter[dict[str, PodSpec]] = TypeAdapter(dict[str, PodSpec])
@@ -69,13 +70,8 @@ class LocalRunner:
     def _remember(self, specs: dict[str, PodSpec]) -> None:
         if self.state_file is None:
             return
-        temporary = self.state_file.with_suffix(".tmp")
         try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(_SPECS.dump_json(specs))
-            os.replace(temporary, self.state_file)
+            write_atomically(self.state_file, _SPECS.dump_json(specs), mode=0o600)
         except OSError as exc:
             log.error("camera pods not remembered; a broker restart will wait for the backend's list",
                       extra={"file": str(self.state_file), "error": f"{type(exc).__name__}: {exc}"})
