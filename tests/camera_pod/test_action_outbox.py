@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 import redis.exceptions
 
 from camera_pod.actions.services import ServiceSink
@@ -79,6 +80,18 @@ class RecordingWriter:
         await self.sink.create_initial_record(display_id, captured_timestamp, session_id)
         self.calls.append(("create_initial_record", session_id))
 
+    def stored(self, sql: str, *parameters: object) -> list[tuple[Any, ...]]:
+        """What the real PostgreSQL server holds (not what the writer believes it wrote)."""
+        with psycopg.connect(self.postgres_server.dsn, autocommit=True) as connection:
+            return connection.execute(sql, parameters).fetchall()
+
+    def redis_value(self, key: str) -> bytes | None:
+        client = redis.Redis(host="127.0.0.1", port=self.redis_server.port)
+        try:
+            return client.get(key)  # type: ignore[return-value]
+        finally:
+            client.close()
+
 
 @pytest.fixture
 async def writer(servers: tuple[ThrowawayRedis, ThrowawayPostgres],
@@ -121,6 +134,8 @@ async def test_writes_are_applied_in_order_and_deleted(tmp_path: Path, writer: R
     assert upserts == [{"n": str(n)} for n in range(20)]
     assert [call[1] for call in writer.calls if call[0] == "save_image"] == [f"img:{n}" for n in range(20)]
     await outbox.close()
+    assert writer.stored("SELECT n FROM s.t WHERE id = %s", "row-1") == [("19",)]  # the last upsert won
+    assert writer.redis_value("img:19") == b"x" * 19
     assert counter(metrics, "detector_action_outbox_applied_total", {"kind": "upsert"}) == 20
     assert counter(metrics, "detector_action_outbox_items", {"outbox": "pod", "service": "postgres"}) == 0
 
@@ -212,6 +227,7 @@ async def test_queued_writes_survive_a_restart(tmp_path: Path, writer: Recording
     await wait_for(lambda: len(writer.calls) == 2)
     assert writer.calls == [("create_initial_record", "session-1"),
                             ("upsert", "cars", "session-1", {"car_brand": "Ford"})]
+    assert writer.stored("SELECT car_brand FROM s.cars WHERE session_id = %s", "session-1") == [("Ford",)]
     await second.close()
 
 

@@ -1,4 +1,9 @@
-"""Pod → broker events are re-sent until acknowledged, across broker restarts."""
+"""Pod → broker events are re-sent until acknowledged, across broker restarts; the event outbox on disk.
+
+No Redis or PostgreSQL here. The small WebSocket servers below play the broker's end of the pod link so a
+test can close it before acknowledging, at a chosen moment; the same path with the real broker, Redis and
+PostgreSQL (pod and broker killed, backend dropped) is tests/faults/test_delivery_faults.py.
+"""
 
 from __future__ import annotations
 
