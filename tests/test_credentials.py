@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import httpx
 import kmock
-import kopf
 import psutil
 import pytest
 import websockets
@@ -37,12 +36,12 @@ from camera_pod.runtime import CameraPod, stream_config
 from camera_pod.settings import PodSettings
 from detector.contract.camerasubscription import CameraSubscriptionSpec
 from detector.contract.pods import DisplaySubscription, PodSpec, StreamSpec
-from detector_operator import handlers
 from detector_operator.manifests import PodDefaults, build_pod
 from tests.broker.test_end_to_end import Worker
-from tests.operator.test_operator_kmock import NS, Api, HealthEndpoint, running, until
+from tests.operator.test_operator_kmock import NS, Api, running, until
 from tests.support import kube
 from tests.support.model_server import serve_files
+from tests.support.operator_harness import HealthEndpoint, running_operator
 from tests.support.recording import RecordingRunner
 from tests.support.servers import free_port
 
@@ -222,35 +221,16 @@ def test_detector_pipeline_run_on_an_unreachable_camera(fixture_mpta: Path, tmp_
 @contextlib.asynccontextmanager
 async def operator_posting_events(api: Api) -> AsyncIterator[None]:
     """The real operator (as in tests/operator/test_operator_kmock.py), with Kopf's event posting on."""
-    registry = kopf.OperatorRegistry()
-    handlers.register(registry, status_interval_s=0.3)
-    kopf.on.login(registry=registry)(lambda **_: kopf.ConnectionInfo(server=api.url, insecure=True))
-    settings = kopf.OperatorSettings()
-    settings.scanning.disabled = True
-    settings.posting.level = logging.DEBUG  # every record of Kopf's per-object logger would become an Event
-    async with httpx.AsyncClient(timeout=2) as http:
-        context = handlers.OperatorContext(api.core, PodDefaults(auth_secret="cams-detector-auth"), http,
-                                           pod_http_port=api.health_port)
-        stop = asyncio.Event()
-        operator = asyncio.create_task(kopf.operator(
-            registry=registry, namespaces=[NS], standalone=True, settings=settings, stop_flag=stop,
-            memo=kopf.Memo(context=context)))
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.wait({operator}, timeout=20)
+    # Every record of Kopf's per-object logger becomes an Event: what the events show is checked.
+    async with running_operator(api.url, api.core, PodDefaults(auth_secret="cams-detector-auth"), namespace=NS,
+                                pod_http_port=api.health_port, status_interval_s=0.3, event_level=logging.DEBUG):
+        yield
 
 
 @pytest.fixture
 async def pod_health() -> AsyncIterator[HealthEndpoint]:
-    endpoint = HealthEndpoint()
-    task = asyncio.create_task(endpoint.server.serve())
-    while not endpoint.server.started:
-        await asyncio.sleep(0.02)
-    yield endpoint
-    endpoint.server.should_exit = True
-    await task
+    async with HealthEndpoint().serving() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

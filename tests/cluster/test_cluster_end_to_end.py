@@ -46,7 +46,6 @@ import aiohttp.web
 import cv2
 import httpx
 import kmock
-import kopf
 import numpy as np
 import psycopg
 import pytest
@@ -59,12 +58,12 @@ from broker.runners.kubernetes import KubernetesRunner, secret_name
 from broker.service import Broker
 from broker.settings import BrokerSettings
 from detector.contract.environment import BROKER_URL_ENV, POD_NAME_ENV, STREAM_URL_ENV
-from detector_operator import handlers
 from detector_operator.manifests import PodDefaults
 from tests.conftest import POSTGRES_DSN
 from tests.support import embedded, kube
 from tests.support.embedded import VIDEO, VISITS, Backend
 from tests.support.kubelet import Kubelet, host_path
+from tests.support.operator_harness import running_operator
 from tests.support.servers import RtspServer, free_port
 
 GROUP, VERSION, PLURAL = "detector.gasstation.dev", "v1", "camerasubscriptions"
@@ -226,30 +225,10 @@ async def kubelet(cluster: Cluster, pod_port: int, tmp_path: Path) -> AsyncItera
 
 @contextlib.asynccontextmanager
 async def operator(cluster: Cluster, broker_url: str, pod_port: int) -> AsyncIterator[None]:
-    """The real operator, run by the test's own task (Kopf cancels every task created after it started)."""
-    registry = kopf.OperatorRegistry()
-    handlers.register(registry, status_interval_s=STATUS_INTERVAL_S)
-
-    @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=cluster.url, insecure=True)
-
-    settings = kopf.OperatorSettings()
-    settings.scanning.disabled = True
-    settings.posting.enabled = False
     defaults = PodDefaults(broker_url=broker_url, services_secret=SERVICES_SECRET)
-    async with httpx.AsyncClient(timeout=2) as http:
-        context = handlers.OperatorContext(cluster.core, defaults, http, pod_http_port=pod_port)
-        stop = asyncio.Event()
-        task = asyncio.create_task(kopf.operator(registry=registry, namespaces=[NS], standalone=True,
-                                                 settings=settings, stop_flag=stop,
-                                                 memo=kopf.Memo(context=context)))
-        try:
-            yield
-        finally:
-            stop.set()
-            await asyncio.wait({task}, timeout=20)  # Kopf ends its own task cancelled: do not await it
-    assert task.done(), "the operator did not stop"
+    async with running_operator(cluster.url, cluster.core, defaults, namespace=NS, pod_http_port=pod_port,
+                                status_interval_s=STATUS_INTERVAL_S):
+        yield
 
 
 async def until(condition: Callable[[], Any], timeout: float, what: str, kubelet: Kubelet) -> Any:

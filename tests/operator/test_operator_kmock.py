@@ -17,23 +17,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import kmock
-import kopf
 import kubernetes_validate
 import pytest
-import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from detector.contract.pods import PodHealth, StreamReport
-from detector_operator import handlers
 from detector_operator.manifests import PodDefaults, StateVolume
 from tests.operator.test_manifests import SPEC
 from tests.support import kube
-from tests.support.servers import free_port
+from tests.support.operator_harness import HealthEndpoint, running_operator
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 GROUP, VERSION, PLURAL = "detector.gasstation.dev", "v1", "camerasubscriptions"
@@ -42,30 +35,10 @@ UID = "5f0c7a1e-0000-4000-8000-000000000001"
 STATUS_INTERVAL_S = 0.3
 
 
-class HealthEndpoint:
-    """Stands in for camera pods' /healthz (every pod IP is 127.0.0.1 here)."""
-
-    def __init__(self) -> None:
-        self.health = PodHealth(ok=True, detail="frames flowing", report=StreamReport(
-            online=True, state="streaming", fps=9.87, last_frame_at=1_764_000_000.0, frames=100, reconnects=0,
-            last_error=None, http_port=8080))
-        app = FastAPI()
-        app.get("/healthz")(lambda: JSONResponse(self.health.model_dump(mode="json"),
-                                                 status_code=200 if self.health.ok else 503))
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                                    lifespan="off"))
-
-
 @pytest.fixture
 async def health() -> AsyncIterator[HealthEndpoint]:
-    endpoint = HealthEndpoint()
-    task = asyncio.create_task(endpoint.server.serve())
-    while not endpoint.server.started:
-        await asyncio.sleep(0.02)
-    yield endpoint
-    endpoint.server.should_exit = True
-    await task
+    async with HealthEndpoint().serving() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -88,31 +61,9 @@ class Api:
 
     @contextlib.asynccontextmanager
     async def operator(self, defaults: PodDefaults | None = None) -> AsyncIterator[None]:
-        """The real operator, run by the test's own task: on stop, Kopf cancels every task created after it
-        started (documented in kopf's running.py), which would include a fixture's teardown task."""
-        registry = kopf.OperatorRegistry()
-        handlers.register(registry, status_interval_s=STATUS_INTERVAL_S)
-
-        @kopf.on.login(registry=registry)
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return kopf.ConnectionInfo(server=self.url, insecure=True)
-
-        settings = kopf.OperatorSettings()
-        settings.scanning.disabled = True
-        settings.posting.enabled = False
-        async with httpx.AsyncClient(timeout=2) as http:
-            context = handlers.OperatorContext(self.core, defaults or PodDefaults(gpu=1), http,
-                                               pod_http_port=self.health_port)
-            stop = asyncio.Event()
-            operator = asyncio.create_task(kopf.operator(
-                registry=registry, namespaces=[NS], standalone=True, settings=settings, stop_flag=stop,
-                memo=kopf.Memo(context=context)))
-            try:
-                yield
-            finally:
-                stop.set()
-                await asyncio.wait({operator}, timeout=20)  # Kopf ends its own task cancelled: do not await it
-        assert operator.done(), "the operator did not stop"
+        async with running_operator(self.url, self.core, defaults or PodDefaults(gpu=1), namespace=NS,
+                                    pod_http_port=self.health_port, status_interval_s=STATUS_INTERVAL_S):
+            yield
 
     async def create(self, spec: dict[str, Any]) -> None:
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CameraSubscription",
