@@ -30,5 +30,20 @@ class Model(Protocol):
     def classify(self, image: Image) -> Classification: ...
 
 
+class DescribedModel:
+    """The task and class names every backend's model reads from its file once, at load."""
+
+    _task: Task
+    _names: tuple[str, ...]
+
+    @property
+    def task(self) -> Task:
+        return self._task
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+
 class ModelLoader(Protocol):
     def __call__(self, path: Path) -> Model: ...

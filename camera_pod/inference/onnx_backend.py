@@ -19,7 +19,7 @@ import numpy as np
 
 from camera_pod.inference import postprocessing, preprocessing
 from camera_pod.inference.detections import Classification, Detections
-from camera_pod.inference.models import Image, Task
+from camera_pod.inference.models import DescribedModel, Image, Task
 from camera_pod.inference.ultralytics_backend import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _input_geometry(shape: Sequence[Any], metadata: dict[str, str],
         raise OnnxLoadError(f"{path.name}: free input shape {list(shape)} without imgsz/stride metadata") from exc
 
 
-class OnnxModel:
+class OnnxModel(DescribedModel):
     def __init__(self, path: Path, *, providers: Sequence[str] = (CPU,), threads: int | None = None,
                  cache_dir: Path | None = None) -> None:
         self._session = create_session(path, providers=providers, threads=threads or default_threads(),
@@ -129,14 +129,6 @@ class OnnxModel:
         self._output_name = self._session.get_outputs()[0].name
         self._trackers: dict[str, Any] = {}
         self._track_lock = threading.Lock()
-
-    @property
-    def task(self) -> Task:
-        return self._task
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self._names
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from camera_pod.inference.detections import Classification, Detections
-from camera_pod.inference.models import Image, Task
+from camera_pod.inference.models import DescribedModel, Image, Task
 from detector.kit.errors import PermanentError
 
 _SUPPORTED_TASKS: tuple[Task, ...] = ("detect", "classify")
@@ -51,7 +51,7 @@ def resolve_device(device: str) -> str:
     raise ModelLoadError(f"inference device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
 
 
-class UltralyticsModel:
+class UltralyticsModel(DescribedModel):
     def __init__(self, path: Path, *, device: str = "cpu") -> None:
         """``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (see :func:`resolve_device`)."""
         if not path.is_file():
@@ -68,14 +68,6 @@ class UltralyticsModel:
         self._names = tuple(str(self._yolo.names[index]) for index in sorted(self._yolo.names))
         self._device = device
         self._lock = threading.Lock()
-
-    @property
-    def task(self) -> Task:
-        return self._task
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self._names
 
     @property
     def device(self) -> str:
