@@ -36,6 +36,7 @@ def plan(subscriptions: list[Subscription], settings: BrokerSettings) -> dict[st
             name=name, stream=StreamSpec(url=url, kind=kind, snapshot_interval_ms=interval),
             subscriptions=sorted((_display(member) for member in members), key=lambda d: d.identifier),
             broker_url=settings.pod_broker_url(name), target_fps=settings.target_fps,
+            poll_interval_ms=settings.poll_interval_ms,
             reconnect_interval_sec=settings.reconnect_interval_sec, max_retries=settings.max_retries,
             event_mode=settings.event_mode, stable_frames=settings.stable_frames,
             visit_gap_s=settings.visit_gap_sec)

@@ -31,6 +31,7 @@ from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.cropping import Crop
 from camera_pod.streams.frames import Frame
 from camera_pod.streams.hub import StreamHub, StreamSubscription
+from camera_pod.streams.pacing import FramePacer
 from camera_pod.visit_memory import VisitMemory
 from camera_pod.visits import VisitDecision, VisitTracker
 from detector.contract.pods import DetectionEvent, DisplaySubscription, PodHealth, PodSpec, StreamReport
@@ -158,8 +159,9 @@ class CameraPod:
         reuse = ClassificationReuse(max_age_s=self.settings.classify_interval_s, growth=self.settings.classify_growth) \
             if self.settings.classify_interval_s > 0 else None
         display_id = display.identifier.split(";", 1)[0]
+        pacer = FramePacer.from_poll_interval(self.spec.poll_interval_ms)  # frames in between are skipped
         while True:
-            got = await subscription.next_frame_async(1.0)
+            got = await pacer.next_frame(subscription, 1.0)
             if got is None:
                 continue
             image = np.ascontiguousarray(got.image)

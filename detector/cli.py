@@ -8,6 +8,7 @@ import sys
 
 from broker import commands as broker_commands
 from broker import protocol_check
+from broker.settings import SettingsError
 from camera_pod.commands import mpta_cli, pipeline_cli
 from camera_pod.settings import PodSettings
 from detector.kit import logs
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = PodSettings()
     logs.configure(args.log_level or settings.log_level, args.log_format or settings.log_format)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:  # a bad config file, variable or flag: say which, without a traceback
+        print(f"detector {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

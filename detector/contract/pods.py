@@ -52,6 +52,8 @@ class PodSpec(_Closed):
     subscriptions: list[DisplaySubscription] = Field(min_length=1)
     broker_url: str = Field(description="ws://host:port/internal/pods/<name>")
     target_fps: float | None = None
+    poll_interval_ms: int = Field(0, ge=0, le=3_600_000,
+                                  description="least time between two frames processed for a display; 0: none")
     reconnect_interval_sec: float = 30.0
     max_retries: int = -1
     event_mode: Literal["visit", "frame"] = "visit"
