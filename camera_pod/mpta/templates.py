@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,12 @@ BASE_PLACEHOLDERS = frozenset({
     "session_id", "class", "confidence",
 })
 IMAGE_KEY = "image_key"
+
+
+def file_names() -> dict[str, str]:
+    """``{uuid}`` and ``{filename}`` (``<uuid>.jpg``, the same uuid) for one node run."""
+    drawn = str(uuid.uuid4())
+    return {"uuid": drawn, "filename": f"{drawn}.jpg"}
 
 
 class TemplateError(ValueError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,6 +29,12 @@ class ActionScope:
     regions: Mapping[str, Box]
     values: dict[str, object]
     branch_values: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Drawn once per node run (one scope serves a node's actions and parallelActions): every action of
+        # the node names the same file, as the original's per-node action context did.
+        if "uuid" not in self.values:
+            self.values.update(templates.file_names())
 
 
 def encode_image(image: Image, action: RedisSaveImage) -> bytes:
@@ -91,8 +96,6 @@ async def run_action(index: int, action: Action, scope: ActionScope, sink: Actio
     missing = _missing_branches(action, scope)
     if missing:
         return outcome("skipped", f"waited-for branches did not finish: {', '.join(missing)}")
-    scope.values["uuid"] = str(uuid.uuid4())
-    scope.values["filename"] = f"{scope.values['uuid']}.jpg"
     try:
         if isinstance(action, RedisSaveImage):
             detail = await _save_image(action, scope, sink)

@@ -18,8 +18,8 @@ from camera_pod.inference.detections import Box
 from camera_pod.inference.models import Image, Model
 from camera_pod.mpta.loading import LoadedArchive
 from camera_pod.mpta.naming import result_field
-from camera_pod.mpta.schema import Node, PostgresUpdateCombined
-from camera_pod.pipeline import cropping
+from camera_pod.mpta.schema import Node
+from camera_pod.pipeline import cropping, triggering
 from camera_pod.pipeline.acting import ActionScope, run_actions
 from camera_pod.pipeline.results import ActionOutcome, FrameResult, FrameStatus, NodeResult
 from camera_pod.pipeline.reuse import ClassificationReuse
@@ -66,18 +66,6 @@ class _Run:
 
 class _Incomplete(Exception):
     """A waited-for branch cannot run on this frame: nothing may be written."""
-
-
-def _triggers(branch: Node, regions: Mapping[str, Box]) -> str | None:
-    """Why ``branch`` does not trigger on ``regions``; None when it does."""
-    hits = [cls for cls in branch.triggerClasses if cls in regions and regions[cls].confidence >= branch.minConfidence]
-    if not hits:
-        return f"no {'/'.join(branch.triggerClasses) or 'trigger class'} ≥ {branch.minConfidence}"
-    if branch.crop:
-        crop_class = branch.cropClass or branch.triggerClasses[0]
-        if crop_class not in regions:
-            return f"crop class {crop_class!r} not detected"
-    return None
 
 
 class PipelineEngine:
@@ -135,33 +123,21 @@ class PipelineEngine:
             run.outcomes.extend(await run_actions(node.actions, scope, run.sink))
         return result
 
-    def _regions(self, node: Node, detections_boxes: list[Box]) -> dict[str, Box]:
-        best: dict[str, Box] = {}
-        for box in detections_boxes:
-            if box.class_name not in best or box.confidence > best[box.class_name].confidence:
-                best[box.class_name] = box
-        if not node.multiClass and best:
-            top = max(best.values(), key=lambda box: box.confidence)
-            return {top.class_name: top}
-        return best
-
     async def _detect(self, node: Node, model: Model, image: Image, run: _Run, *, is_root: bool) -> NodeResult:
         wanted = node.triggerClasses if is_root else []
         class_ids = [model.names.index(name) for name in wanted]
         detections = await self._infer(run, node, lambda: model.detect(
             image, classes=class_ids or None, min_confidence=node.minConfidence))
-        keep = detections.confidence >= node.minConfidence
-        if class_ids:
-            keep &= np.isin(detections.class_id, class_ids)
-        detections = detections.filter(keep)
-        regions = self._regions(node, detections.boxes())
+        detections = triggering.accepted(detections, node.minConfidence, wanted)
+        regions = detections.best_per_class()
         empty = NodeResult(node.modelId, "detect", detections, {})
-        if not regions:
+        if not regions or not triggering.expected_present(node, regions):
             return empty
-        if node.multiClass and node.expectedClasses and not any(cls in regions for cls in node.expectedClasses):
-            return empty
-        triggered, skipped = self._plan_branches(node, regions)
-        self._prevalidate(node, triggered, skipped)
+        triggered, skipped = triggering.plan(node, regions)
+        missing = triggering.missing_waited_for(node, triggered)
+        if missing:
+            reasons = "; ".join(f"{branch}: {skipped.get(branch, 'not a branch of this node')}" for branch in missing)
+            raise _Incomplete(f"{node.modelId}: waited-for branches will not run ({reasons})")
         await self._initial_record(node, regions, run)
         partial = NodeResult(node.modelId, "detect", detections, regions)
         scope = ActionScope(node.modelId, "actions", image, regions, run.values(partial))
@@ -169,31 +145,12 @@ class PipelineEngine:
         branch_results = await self._run_branches(triggered, image, regions, run, skipped)
         if node.parallelActions:
             scope.list_name = "parallelActions"
-            scope.branch_values = {bid: result.fields() for bid, result in branch_results.items()}
+            # As the original: a branch that yielded nothing (a detector that found nothing) has not finished.
+            scope.branch_values = {bid: result.fields() for bid, result in branch_results.items() if result.yielded}
             scope.values["session_id"] = run.session_id
             run.outcomes.extend(await run_actions(node.parallelActions, scope, run.sink))
         return NodeResult(node.modelId, "detect", detections, regions, branches=branch_results,
                           skipped_branches=skipped)
-
-    @staticmethod
-    def _plan_branches(node: Node, regions: Mapping[str, Box]) -> tuple[list[Node], dict[str, str]]:
-        triggered, skipped = [], {}
-        for branch in node.branches:
-            reason = _triggers(branch, regions)
-            if reason is None:
-                triggered.append(branch)
-            else:
-                skipped[branch.modelId] = reason
-        return triggered, skipped
-
-    @staticmethod
-    def _prevalidate(node: Node, triggered: list[Node], skipped: Mapping[str, str]) -> None:
-        waited = {branch for action in node.parallelActions if isinstance(action, PostgresUpdateCombined)
-                  for branch in action.waitForBranches}
-        missing = sorted(waited - {branch.modelId for branch in triggered})
-        if missing:
-            reasons = "; ".join(f"{branch}: {skipped.get(branch, 'not triggered')}" for branch in missing)
-            raise _Incomplete(f"{node.modelId}: waited-for branches will not run ({reasons})")
 
     async def _initial_record(self, node: Node, regions: Mapping[str, Box], run: _Run) -> None:
         if not (self._postgres and node.multiClass and all(cls in regions for cls in INITIAL_RECORD_CLASSES)):
@@ -241,7 +198,9 @@ class PipelineEngine:
                     and self._archive.models[branch.modelId].task == "classify")
         if not reusable or run.reuse is None:
             return await self._run_node(branch, self._branch_input(branch, image, regions), run, regions)
-        box = regions[branch.cropClass or branch.triggerClasses[0]].xyxy
+        crop_class = triggering.crop_class(branch)
+        assert crop_class is not None  # a cropping branch runs only when its crop class was detected
+        box = regions[crop_class].xyxy
         now = time.monotonic()
         cached = run.reuse.lookup(branch.modelId, box, now)
         if cached is not None:
@@ -253,9 +212,9 @@ class PipelineEngine:
 
     @staticmethod
     def _branch_input(branch: Node, image: Image, regions: Mapping[str, Box]) -> Image:
-        if not branch.crop:
+        crop_class = triggering.crop_class(branch)
+        if crop_class is None:
             return image
-        crop_class = branch.cropClass or branch.triggerClasses[0]
         cropped = cropping.crop(image, regions[crop_class].xyxy)
         if cropped is None:
             raise ValueError(f"crop of {crop_class!r} is empty")

@@ -52,6 +52,11 @@ class NodeResult:
         best = self.best
         return best.confidence if best else None
 
+    @property
+    def yielded(self) -> bool:
+        """A classification, or a detection with at least one region (what the original returned non-empty)."""
+        return self.classification is not None or bool(self.regions)
+
     def fields(self) -> dict[str, object]:
         """What ``{modelId.<field>}`` templates can read from this node."""
         values: dict[str, object] = {"class": self.class_name, "confidence": self.confidence}
