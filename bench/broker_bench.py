@@ -209,7 +209,7 @@ async def bare_writes(server: Any, runner: Any, specs: list[PodSpec], concurrenc
 
     async def write(spec: PodSpec, threads: ThreadPoolExecutor) -> None:
         async with bound:
-            secret = build_secret(spec.name, runner.namespace, spec.stream.url, runner.labels)
+            secret = build_secret(spec.name, runner.namespace, spec, runner.labels)
             await loop.run_in_executor(threads, calls.server_side_apply, secrets, secret)
             await loop.run_in_executor(threads, calls.server_side_apply, resources,
                                        build_resource(spec, runner.namespace, runner.labels))

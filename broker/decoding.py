@@ -93,6 +93,17 @@ def _lenient_kind(raw: str | bytes) -> str:
         return "(not JSON)"
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (for messages about what was sent instead)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
 def _kind(document: Any) -> str:
     if not isinstance(document, dict):
         return f"({type(document).__name__})"

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from broker.protocol import Subscription
 from broker.settings import BrokerSettings
-from detector.contract.pods import CropBox, DisplaySubscription, PodSpec, StreamSpec
+from detector.contract.pods import CropBox, DisplaySubscription, PodSpec, ReceivedEntry, StreamSpec
 
 
 def pod_name(stream_url: str) -> str:
@@ -16,22 +16,23 @@ def pod_name(stream_url: str) -> str:
 
 
 def _display(subscription: Subscription) -> DisplaySubscription:
-    crop = None
-    if subscription.cropX1 is not None:
-        crop = CropBox(x1=subscription.cropX1, y1=subscription.cropY1, x2=subscription.cropX2,
-                       y2=subscription.cropY2)
+    corners = subscription.crop
+    crop = CropBox(x1=corners[0], y1=corners[1], x2=corners[2], y2=corners[3]) if corners else None
+    received = ReceivedEntry.model_validate(subscription.model_dump(include=set(ReceivedEntry.model_fields)))
     return DisplaySubscription(identifier=subscription.subscriptionIdentifier, model_url=subscription.modelUrl,
-                               model_id=subscription.modelId, model_name=subscription.modelName, crop=crop)
+                               model_id=subscription.modelId, model_name=subscription.modelName, crop=crop,
+                               received=received)
 
 
 def plan(subscriptions: list[Subscription], settings: BrokerSettings) -> dict[str, PodSpec]:
     by_stream: dict[tuple[str, int | None], list[Subscription]] = defaultdict(list)
     for subscription in subscriptions:
-        by_stream[(subscription.stream_url, subscription.snapshotInterval)].append(subscription)
+        snapshot = subscription.stream_kind == "snapshot"
+        by_stream[(subscription.stream_url, subscription.snapshotInterval if snapshot else None)].append(subscription)
     specs = {}
     for (url, interval), members in sorted(by_stream.items()):
         name = pod_name(f"{url}|{interval}")
-        kind = "rtsp" if members[0].rtspUrl else "snapshot"
+        kind = members[0].stream_kind
         specs[name] = PodSpec(
             name=name, stream=StreamSpec(url=url, kind=kind, snapshot_interval_ms=interval),
             subscriptions=sorted((_display(member) for member in members), key=lambda d: d.identifier),
@@ -44,6 +45,10 @@ def plan(subscriptions: list[Subscription], settings: BrokerSettings) -> dict[st
 
 
 def _subscription(spec: PodSpec, display: DisplaySubscription) -> Subscription:
+    if display.received is not None:  # the entry exactly as the backend sent it
+        return Subscription.model_validate({**display.received.model_dump(exclude_none=True),
+                                            "subscriptionIdentifier": display.identifier,
+                                            "modelId": display.model_id, "modelName": display.model_name})
     rtsp, crop = spec.stream.kind == "rtsp", display.crop
     return Subscription(
         subscriptionIdentifier=display.identifier, rtspUrl=spec.stream.url if rtsp else None,

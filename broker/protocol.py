@@ -71,7 +71,25 @@ def split_identifier(identifier: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+def _loose_url(value: str | None) -> str | None:
+    """A URL the subscription carries but does not use (the other of rtspUrl/snapshotUrl): kept as sent, only
+    bounded; the one in use is checked in full (``Subscription._consistent``)."""
+    if value is not None and (len(value) > 4096 or _CONTROL.search(value)):
+        raise ValueError("must be a URL of at most 4096 characters without control characters")
+    return value
+
+
+StreamKind = Literal["rtsp", "snapshot"]
+
+
 class Subscription(_Message):
+    """One entry of ``setSubscriptionList`` (or a legacy ``subscribe`` payload), exactly as the backend sent it.
+
+    The original worker's rules hold: with both URLs, the snapshot is used when ``snapshotInterval`` is given,
+    else the RTSP stream; a key sent as ``null`` is a key left out; all four crop values ``0`` mean no crop.
+    The values stay as received (``stateReport`` echoes them, the backend compares them with what it sent).
+    """
+
     subscriptionIdentifier: str
     rtspUrl: str | None = Field(None, repr=False)  # URLs carry credentials: never in a repr
     snapshotUrl: str | None = Field(None, repr=False)
@@ -90,15 +108,7 @@ class Subscription(_Message):
         split_identifier(value)
         return value
 
-    @field_validator("rtspUrl")
-    @classmethod
-    def _rtsp(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, RTSP_SCHEMES, what="rtspUrl")
-
-    @field_validator("snapshotUrl")
-    @classmethod
-    def _snapshot(cls, value: str | None) -> str | None:
-        return None if value is None else check_url(value, HTTP_SCHEMES, what="snapshotUrl")
+    _urls = field_validator("rtspUrl", "snapshotUrl")(_loose_url)
 
     @field_validator("modelUrl")
     @classmethod
@@ -107,15 +117,20 @@ class Subscription(_Message):
 
     @model_validator(mode="after")
     def _consistent(self) -> Subscription:
-        if (self.rtspUrl is None) == (self.snapshotUrl is None):
-            raise ValueError("exactly one of rtspUrl and snapshotUrl is required")
-        if self.snapshotUrl is not None and self.snapshotInterval is None:
-            raise ValueError("snapshotUrl needs snapshotInterval (ms)")
+        if self.snapshotUrl is not None and self.snapshotInterval is not None:
+            check_url(self.snapshotUrl, HTTP_SCHEMES, what="snapshotUrl")
+        elif self.rtspUrl is not None:
+            check_url(self.rtspUrl, RTSP_SCHEMES, what="rtspUrl")
+        elif self.snapshotUrl is not None:
+            raise ValueError("snapshotUrl needs snapshotInterval (ms), or send rtspUrl")
+        else:
+            raise ValueError("rtspUrl or snapshotUrl (with snapshotInterval) is required")
         corners = (self.cropX1, self.cropY1, self.cropX2, self.cropY2)
         if any(c is not None for c in corners) and not all(c is not None for c in corners):
             raise ValueError("crop needs all four of cropX1, cropY1, cropX2, cropY2, or none")
-        if all(c is not None for c in corners) and not (self.cropX2 > self.cropX1 and self.cropY2 > self.cropY1):  # type: ignore[operator]
-            raise ValueError("crop must have cropX2 > cropX1 and cropY2 > cropY1")
+        crop = self.crop
+        if crop is not None and not (crop[2] > crop[0] and crop[3] > crop[1]):
+            raise ValueError("crop must have cropX2 > cropX1 and cropY2 > cropY1 (all four 0 means no crop)")
         return self
 
     @property
@@ -127,8 +142,21 @@ class Subscription(_Message):
         return split_identifier(self.subscriptionIdentifier)[1]
 
     @property
+    def stream_kind(self) -> StreamKind:
+        """The original's rule: the snapshot when ``snapshotInterval`` is given, else the RTSP stream."""
+        return "snapshot" if self.snapshotUrl is not None and self.snapshotInterval is not None else "rtsp"
+
+    @property
     def stream_url(self) -> str:
-        return self.rtspUrl or self.snapshotUrl or ""
+        return (self.snapshotUrl if self.stream_kind == "snapshot" else self.rtspUrl) or ""
+
+    @property
+    def crop(self) -> tuple[int, int, int, int] | None:
+        """(x1, y1, x2, y2), or None: no crop sent, or all four sent as 0."""
+        corners = (self.cropX1, self.cropY1, self.cropX2, self.cropY2)
+        if any(c is None for c in corners) or not any(corners):
+            return None
+        return corners  # type: ignore[return-value]
 
     def redacted(self) -> dict[str, Any]:
         fields = self.model_dump(exclude_none=True)
@@ -137,24 +165,29 @@ class Subscription(_Message):
                 fields[key] = redact_url(fields[key])
         return fields
 
+    def connection(self, online: bool) -> CameraConnection:
+        """This subscription in ``stateReport``, as the original reports it: the URL of the stream in use (the
+        other ``null``), the interval and crops exactly as sent, credentials included (the backend compares
+        them with what it sent; this is its own data on its own connection, and the only place they go)."""
+        snapshot = self.stream_kind == "snapshot"
+        return CameraConnection(
+            subscriptionIdentifier=self.subscriptionIdentifier, modelId=self.modelId, modelName=self.modelName,
+            online=online, rtspUrl=None if snapshot else self.rtspUrl, snapshotUrl=self.snapshotUrl if snapshot else None,
+            snapshotInterval=self.snapshotInterval, cropX1=self.cropX1, cropY1=self.cropY1, cropX2=self.cropX2,
+            cropY2=self.cropY2)
+
 
 class SetSubscriptionList(_Message):
-    type: Literal["setSubscriptionList"]
-    subscriptions: list[Subscription] = Field(max_length=10_000)
+    """The envelope only: each entry is checked on its own (``broker.entries``), so one bad entry refuses
+    itself, not the list."""
 
-    @model_validator(mode="after")
-    def _unique(self) -> SetSubscriptionList:
-        seen: set[str] = set()
-        for subscription in self.subscriptions:
-            if subscription.subscriptionIdentifier in seen:
-                raise ValueError(f"duplicate subscriptionIdentifier {_shown(subscription.subscriptionIdentifier)}")
-            seen.add(subscription.subscriptionIdentifier)
-        return self
+    type: Literal["setSubscriptionList"]
+    subscriptions: list[Any] = Field(max_length=10_000)
 
 
 class Subscribe(_Message):
     type: Literal["subscribe"]
-    payload: Subscription
+    payload: Any  # one entry, checked on its own like those of setSubscriptionList
 
 
 class UnsubscribePayload(_Message):
@@ -237,6 +270,13 @@ class CameraConnection(_Outgoing):
     cropX2: int | None = None
     cropY2: int | None = None
 
+    def to_wire(self) -> dict[str, Any]:
+        wire = self.model_dump(mode="json")
+        for key in ("cropX1", "cropY1", "cropX2", "cropY2"):
+            if wire[key] is None:
+                del wire[key]
+        return wire
+
 
 class StateReport(_Outgoing):
     type: Literal["stateReport"] = "stateReport"
@@ -247,10 +287,9 @@ class StateReport(_Outgoing):
     cameraConnections: list[CameraConnection]
 
     def to_wire(self) -> dict[str, Any]:
-        """GPU figures stay (null without a GPU); absent optional camera fields are left out."""
+        """As the original: GPU figures and the URL/interval keys stay (null when none); crops only when sent."""
         wire = self.model_dump(mode="json", exclude={"cameraConnections"})
-        wire["cameraConnections"] = [camera.model_dump(mode="json", exclude_none=True)
-                                     for camera in self.cameraConnections]
+        wire["cameraConnections"] = [camera.to_wire() for camera in self.cameraConnections]
         return wire
 
 
@@ -278,6 +317,11 @@ class ImageDetection(_Outgoing):
     timestamp: str
     sessionId: int | None = None
     data: DetectionData
+
+    def to_json(self) -> str:
+        """As the original: ``sessionId`` only while the display has a session (the key left out, not null);
+        the detection's unknown values stay as ``null``."""
+        return self.model_dump_json(exclude={"sessionId"} if self.sessionId is None else None)
 
 
 class CurrentCar(_Car):

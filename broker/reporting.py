@@ -1,51 +1,38 @@
-"""stateReport: machine load (psutil, NVML when a GPU exists) and the camera list."""
+"""stateReport's load figures: ``cpuUsage``, ``memoryUsage``, ``gpuUsage``, ``gpuMemoryUsage`` (percent).
+
+The backend judges a worker's load by them, so they describe the machines that do the camera work:
+- local runner (the embedded default): the camera pods are processes of this machine, so the figures are
+  this machine's (psutil: all CPUs, all memory; NVML: every GPU);
+- kubernetes runner: the broker's own pod does no camera work, so the figures are the camera pods' own,
+  as each reports them (``detector.contract.pods.PodUsage``): CPU used over the CPUs they may use (their
+  limits), memory used over their memory limits, and the GPUs assigned to them, each GPU counted once.
+"""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
 
 import psutil
 
-log = logging.getLogger(__name__)
+from detector.contract.pods import PodUsage
+from detector.kit.gpus import GpuProbe, GpuReading, summarize
+
+Usage = dict[str, float | None]
 
 
-@dataclass
-class GpuProbe:
-    """NVML when the driver is there; None values otherwise (never an error on CPU-only machines)."""
-
-    _handles: list[Any] | None = field(default=None, init=False)
-    _available: bool | None = field(default=None, init=False)
-
-    def _init(self) -> bool:
-        if self._available is None:
-            try:
-                import pynvml
-
-                pynvml.nvmlInit()
-                self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-                self._available = bool(self._handles)
-            except Exception:  # no driver, no library, no device: all mean "no GPU figures"
-                self._available = False
-        return self._available
-
-    def usage(self) -> tuple[float | None, float | None]:
-        if not self._init():
-            return None, None
-        import pynvml
-
-        try:
-            utilisation = [pynvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self._handles or []]
-            memory = [pynvml.nvmlDeviceGetMemoryInfo(h) for h in self._handles or []]
-        except pynvml.NVMLError as exc:
-            log.warning("NVML query failed", extra={"error": str(exc)})
-            return None, None
-        used = sum(m.used for m in memory) / max(1, sum(m.total for m in memory)) * 100
-        return float(sum(utilisation) / len(utilisation)), round(used, 1)
-
-
-def machine_usage(gpu: GpuProbe) -> dict[str, float | None]:
-    gpu_usage, gpu_memory = gpu.usage()
+def machine_usage(gpu: GpuProbe) -> Usage:
+    gpu_usage, gpu_memory = summarize(gpu.readings())
     return {"cpuUsage": psutil.cpu_percent(interval=None), "memoryUsage": psutil.virtual_memory().percent,
+            "gpuUsage": gpu_usage, "gpuMemoryUsage": gpu_memory}
+
+
+def workload_usage(reports: Iterable[PodUsage | None]) -> Usage:
+    """The camera pods' figures together; 0 % CPU and memory (and no GPU figures) while none reports."""
+    usages = [usage for usage in reports if usage is not None]
+    cpus = sum(u.cpu_limit_cores for u in usages)
+    memory = sum(u.memory_limit_bytes for u in usages)
+    gpu_usage, gpu_memory = summarize([GpuReading(g.uuid, g.utilisation_percent, g.memory_used_bytes,
+                                                  g.memory_total_bytes) for u in usages for g in u.gpus])
+    return {"cpuUsage": round(sum(u.cpu_used_cores for u in usages) / cpus * 100, 1) if cpus else 0.0,
+            "memoryUsage": round(sum(u.memory_used_bytes for u in usages) / memory * 100, 1) if memory else 0.0,
             "gpuUsage": gpu_usage, "gpuMemoryUsage": gpu_memory}

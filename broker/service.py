@@ -11,14 +11,16 @@ from typing import Any
 
 from fastapi import WebSocket
 
-from broker import protocol
+from broker import entries, protocol
 from broker.delivery import Delivery, Outgoing
+from broker.metrics import BrokerMetrics
 from broker.planning import plan, unplan
 from broker.pods import PodRegistry
-from broker.reporting import GpuProbe, machine_usage
+from broker.reporting import Usage, machine_usage, workload_usage
 from broker.runners import Runner
 from broker.settings import BrokerSettings
 from detector.contract.pods import Ack, DetectionEvent, PodSpec
+from detector.kit.gpus import GpuProbe
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ class Broker:
     backend_lost_at: float | None = None
     gpu: GpuProbe = field(default_factory=GpuProbe)
     pending_patches: dict[int, float] = field(default_factory=dict)  # sessionId -> when the patch was sent
+    # The backend's entries that are refused, by entry (identifier or "#position"): what an operator sees.
+    refusals: dict[str, entries.Refusal] = field(default_factory=dict)
+    metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
     delivery: Delivery = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +74,7 @@ class Broker:
             allowed = list(dict.fromkeys(s.stream_url for s in wanted))[: self.settings.max_streams]
             wanted = [s for s in wanted if s.stream_url in allowed]
         self.subscriptions = {s.subscriptionIdentifier: s for s in wanted}
+        self.metrics.subscriptions.set(len(wanted))
         specs: dict[str, PodSpec] = plan(wanted, self.settings)
         await self.runner.apply(specs)
         log.info("subscriptions reconciled", extra={"subscriptions": len(wanted), "pods": len(specs)})
@@ -82,6 +88,39 @@ class Broker:
         if specs and not self.runner.running():  # remembered, not running (local pods die with their broker)
             await self.reconcile(list(self.subscriptions.values()))
 
+    def _refuse(self, kind: str, refused: list[entries.Refusal], *, replace: bool) -> None:
+        """One log line and one count per refused entry, and the refusals kept as state (first seen kept).
+
+        ``replace``: a subscription list is the whole desired state, so are its refusals; a legacy
+        ``subscribe`` refuses (or, accepted, clears) one entry only."""
+        before = self.refusals
+        if replace:
+            self.refusals = {}
+        for refusal in refused:
+            self.metrics.refused.labels(refusal.reason).inc()
+            log.error("subscription entry refused", extra={"type": kind, "subscription": refusal.entry,
+                                                           "reason": refusal.reason, "error": refusal.detail})
+            previous = before.get(refusal.entry)
+            same = previous is not None and (previous.reason, previous.detail) == (refusal.reason, refusal.detail)
+            self.refusals[refusal.entry] = previous if same and previous is not None else refusal
+        self.metrics.refused_now.set(len(self.refusals))
+
+    def _keeping_refused(self, checked: entries.Entries) -> list[protocol.Subscription]:
+        """The accepted entries, plus the running version of any subscription whose new entry is refused:
+        a bad update never stops a camera that works (the heartbeat shows what it still runs)."""
+        wanted = {s.subscriptionIdentifier: s for s in checked.accepted}
+        for refusal in checked.refused:
+            identifier = entries.identifier_of(refusal)
+            if identifier and identifier not in wanted and identifier in self.subscriptions:
+                wanted[identifier] = self.subscriptions[identifier]
+                log.warning("refused entry for a running subscription; it keeps running as it was",
+                            extra={"subscription": identifier})
+        return list(wanted.values())
+
+    def clear_refusal(self, identifier: str) -> None:
+        if self.refusals.pop(identifier, None) is not None:
+            self.metrics.refused_now.set(len(self.refusals))
+
     def pod_of(self, identifier: str) -> str | None:
         for name, spec in self.runner.running().items():
             if any(display.identifier == identifier for display in spec.subscriptions):
@@ -92,14 +131,22 @@ class Broker:
 
     async def handle(self, message: protocol.BackendMessage) -> None:
         if isinstance(message, protocol.SetSubscriptionList):
-            await self.reconcile(message.subscriptions)
+            checked = entries.read(message.subscriptions, time.time())
+            self._refuse(message.type, checked.refused, replace=True)
+            await self.reconcile(self._keeping_refused(checked))
         elif isinstance(message, protocol.Subscribe):
-            current = dict(self.subscriptions)
-            current[message.payload.subscriptionIdentifier] = message.payload
-            await self.reconcile(list(current.values()))
+            checked = entries.read([message.payload], time.time())
+            self._refuse(message.type, checked.refused, replace=False)
+            if checked.accepted:
+                subscription = checked.accepted[0]
+                self.clear_refusal(subscription.subscriptionIdentifier)
+                current = dict(self.subscriptions)
+                current[subscription.subscriptionIdentifier] = subscription
+                await self.reconcile(list(current.values()))
         elif isinstance(message, protocol.Unsubscribe):
             current = dict(self.subscriptions)
             current.pop(message.payload.subscriptionIdentifier, None)
+            self.clear_refusal(message.payload.subscriptionIdentifier)
             await self.reconcile(list(current.values()))
         elif isinstance(message, protocol.RequestState):
             await self.send(self.state_report().to_wire())
@@ -154,10 +201,8 @@ class Broker:
             display.announced = dict(event.fields)
             return protocol.PatchSession(sessionId=display.session_id, data=protocol.PatchData(
                 currentCar=current)).model_dump_json(exclude_none=True)
-        if event.update:
-            log.info("improved result for a visit already announced; no session to patch",
-                     extra={"subscription": event.subscription, "fields": event.fields})
-            return None
+        # A better result for a visit already announced, with no session to patch, is announced again: the
+        # original sent one imageDetection per frame, so a backend takes repeats and keeps the latest.
         if display.session_id is not None and display.announced == event.fields:
             return None  # the same car during an active session is not re-announced
         display.announced = dict(event.fields)
@@ -165,7 +210,7 @@ class Broker:
             subscriptionIdentifier=event.subscription, timestamp=protocol.iso_timestamp(event.captured_at),
             sessionId=display.session_id,
             data=protocol.DetectionData(detection=detection_from_fields(event.fields), modelId=subscription.modelId,
-                                        modelName=subscription.modelName)).model_dump_json()
+                                        modelName=subscription.modelName)).to_json()
 
     async def _acknowledge(self, pod: str, event_ids: list[str]) -> None:
         link = self.pods.links.get(pod)
@@ -195,16 +240,20 @@ class Broker:
         self.backend, self.backend_lost_at = None, time.monotonic()
         return True
 
+    def usage(self) -> Usage:
+        """Load figures of the machines doing the camera work (``broker.reporting`` says what each means)."""
+        if self.settings.runner == "kubernetes":
+            return workload_usage(report.usage if report else None
+                                  for report in map(self.pods.status, self.runner.running()))
+        return machine_usage(self.gpu)
+
     def state_report(self) -> protocol.StateReport:
         connections = []
         for identifier, subscription in sorted(self.subscriptions.items()):
             pod = self.pod_of(identifier)
             report = self.pods.status(pod) if pod else None
-            fields = subscription.redacted()
-            connections.append(protocol.CameraConnection(
-                online=bool(report and report.online),
-                **{key: value for key, value in fields.items() if key in protocol.CameraConnection.model_fields}))
-        return protocol.StateReport(**machine_usage(self.gpu), cameraConnections=connections)
+            connections.append(subscription.connection(online=bool(report and report.online)))
+        return protocol.StateReport(**self.usage(), cameraConnections=connections)
 
     async def heartbeat(self) -> None:
         while True:

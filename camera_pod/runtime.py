@@ -32,6 +32,7 @@ from camera_pod.streams.cropping import Crop
 from camera_pod.streams.frames import Frame
 from camera_pod.streams.hub import StreamHub, StreamSubscription
 from camera_pod.streams.pacing import FramePacer
+from camera_pod.usage import UsageSampler
 from camera_pod.visit_memory import VisitMemory
 from camera_pod.visits import VisitDecision, VisitTracker
 from detector.contract.pods import DetectionEvent, DisplaySubscription, PodHealth, PodSpec, StreamReport
@@ -71,6 +72,7 @@ class CameraPod:
     _durable_sinks: dict[Path, DurableSink] = field(default_factory=dict)
     channel: BrokerChannel | None = None
     store: ArchiveStore = field(init=False)
+    usage: UsageSampler = field(default_factory=UsageSampler)
 
     def __post_init__(self) -> None:
         limits = DownloadLimits.from_settings(self.settings)
@@ -251,7 +253,7 @@ class CameraPod:
                             state=status.state.value if status else "starting", fps=status.fps if status else 0.0,
                             last_frame_at=status.last_frame_at if status else None,
                             frames=status.frames if status else 0, reconnects=status.reconnects if status else 0,
-                            last_error=error, http_port=self.http_port)
+                            last_error=error, http_port=self.http_port, usage=self.usage.sample())
 
     def health(self) -> PodHealth:
         ok, detail = self.healthy()

@@ -40,7 +40,7 @@ from detector.contract.camerasubscription import (
     spec_from_pod,
 )
 from detector.contract.environment import POD_HTTP_PORT
-from detector.contract.pods import PodSpec, StreamReport
+from detector.contract.pods import PodSpec, ReceivedEntry, StreamReport
 from detector.kit.redaction import redact_text
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ T = TypeVar("T")
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 PART_OF = "camera-detector"
 URL_KEY = "url"
+RECEIVED_KEY = "received"
 
 
 def secret_name(name: str) -> str:
@@ -59,15 +60,22 @@ def _encoded(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def received_entries(pod: PodSpec) -> dict[str, dict[str, Any]]:
+    """The backend's entries as sent, by display identifier (what a restarted broker echoes in stateReport)."""
+    return {d.identifier: d.received.model_dump(mode="json", exclude_none=True)
+            for d in pod.subscriptions if d.received is not None}
+
+
 def secret_data(pod: PodSpec) -> dict[str, str]:
-    """What a pod's Secret holds, before encoding: its stream URL, and its model URLs with credentials."""
-    return {URL_KEY: pod.stream.url, MODEL_URLS_KEY: json.dumps(secret_model_urls(pod), sort_keys=True)}
+    """What a pod's Secret holds, before encoding: its stream URL, its model URLs with credentials, and the
+    backend's entries as sent (credentials included: a resource must never hold them)."""
+    return {URL_KEY: pod.stream.url, MODEL_URLS_KEY: json.dumps(secret_model_urls(pod), sort_keys=True),
+            RECEIVED_KEY: json.dumps(received_entries(pod), sort_keys=True)}
 
 
-def build_secret(name: str, namespace: str, url: str, labels: dict[str, str],
-                 model_urls: dict[str, str] | None = None) -> dict[str, Any]:
-    """``models`` is always written (``{}`` when no model URL has credentials): an apply never leaves a stale one."""
-    data = {URL_KEY: _encoded(url), MODEL_URLS_KEY: _encoded(json.dumps(model_urls or {}, sort_keys=True))}
+def build_secret(name: str, namespace: str, pod: PodSpec, labels: dict[str, str]) -> dict[str, Any]:
+    """Every key is always written (``{}`` when empty): an apply never leaves a stale one."""
+    data = {key: _encoded(value) for key, value in secret_data(pod).items()}
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": secret_name(name), "namespace": namespace, "labels": dict(labels)},
             "data": data}
@@ -91,6 +99,19 @@ def _describe(error: Exception) -> str:
     if isinstance(error, ApiException):
         return f"HTTP {error.status} {error.reason}"
     return redact_text(f"{type(error).__name__}: {error}")[:500]
+
+
+def _with_received(pod: PodSpec, received: dict[str, Any]) -> PodSpec:
+    """``pod`` with each display's entry as the backend sent it, where the Secret holds a valid one."""
+    displays = []
+    for display in pod.subscriptions:
+        try:
+            entry = ReceivedEntry.model_validate(received[display.identifier]) if display.identifier in received \
+                else None
+        except ValidationError:
+            entry = None
+        displays.append(display.model_copy(update={"received": entry}))
+    return pod.model_copy(update={"subscriptions": displays})
 
 
 async def _bounded(limit: int, jobs: list[Callable[[], Awaitable[None]]]) -> None:
@@ -144,7 +165,7 @@ class KubernetesRunner:
         async with self._lock:
             gone = sorted((self._applied.keys() | self._adrift) - specs.keys())
             changed = [(spec, self._applied.get(name)) for name, spec in specs.items()
-                       if name not in self._applied or self._applied[name].digest() != spec.digest()]
+                       if name not in self._applied or self._applied[name] != spec]
             if not gone and not changed:
                 return
             # A pool of its own: asyncio.to_thread's default one has min(32, cores + 4) threads, 6 on 2 cores,
@@ -207,9 +228,10 @@ class KubernetesRunner:
         try:
             body = build_resource(spec, self.namespace, self.labels)
             if current is None or secret_data(current) != secret_data(spec):
-                secret = build_secret(spec.name, self.namespace, spec.stream.url, self.labels, secret_model_urls(spec))
+                secret = build_secret(spec.name, self.namespace, spec, self.labels)
                 await self._call(kube.server_side_apply, self._secrets, secret, threads=threads)
-            await self._call(kube.server_side_apply, self._subscriptions, body, threads=threads)
+            if current is None or build_resource(current, self.namespace, self.labels) != body:
+                await self._call(kube.server_side_apply, self._subscriptions, body, threads=threads)
         except Exception as exc:  # one camera's failure never blocks the others
             log.error("applying the camera subscription failed; retried on the next apply",
                       extra={"pod": spec.name, "error": _describe(exc)})
@@ -257,7 +279,17 @@ class KubernetesRunner:
                       extra={"pod": name, "secret": reference.name})
             return None
         try:
-            return pod_from_spec(name, spec, url, self._broker_url(name), model_urls)
+            received = json.loads(_decoded(data.get(RECEIVED_KEY)) or "{}")
+        except ValueError:
+            received = None
+        if not isinstance(received, dict):
+            log.warning("camera subscription's received entries in its Secret are invalid; stateReport shows "
+                        "them as rebuilt from the resource until the backend sends its list",
+                        extra={"pod": name, "secret": reference.name})
+            received = {}
+        try:
+            pod = pod_from_spec(name, spec, url, self._broker_url(name), model_urls)
+            return _with_received(pod, received)
         except ValidationError as exc:
             log.error("camera subscription does not make a pod spec; not adopted",
                       extra={"pod": name, "error": redact_text(str(exc))[:500]})

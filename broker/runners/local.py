@@ -51,6 +51,8 @@ class LocalRunner:
             for name, spec in specs.items():
                 if name not in self._children:
                     self._start(spec)
+                else:
+                    self._children[name].spec = spec  # same pod; only what the broker echoes may differ
             self._remember(specs)
 
     async def recover(self) -> dict[str, PodSpec]:

@@ -21,6 +21,20 @@ class CropBox(_Closed):
     y2: int = Field(ge=1)
 
 
+class ReceivedEntry(_Closed):
+    """The backend's subscription entry as it sent it (credentials included), kept only so that stateReport
+    can echo it after a broker restart: it never reaches a resource, a log, a metric or a page."""
+
+    rtspUrl: str | None = Field(None, repr=False)
+    snapshotUrl: str | None = Field(None, repr=False)
+    snapshotInterval: int | None = None
+    modelUrl: str = Field(repr=False)
+    cropX1: int | None = None
+    cropY1: int | None = None
+    cropX2: int | None = None
+    cropY2: int | None = None
+
+
 class DisplaySubscription(_Closed):
     """One display's view of the camera: its own crop, model and events."""
 
@@ -29,6 +43,7 @@ class DisplaySubscription(_Closed):
     model_id: int
     model_name: str
     crop: CropBox | None = None
+    received: ReceivedEntry | None = Field(None, repr=False, description="for the broker's echo; pods ignore it")
 
 
 class StreamSpec(_Closed):
@@ -57,11 +72,15 @@ class PodSpec(_Closed):
     reconnect_interval_sec: float = 30.0
     max_retries: int = -1
     event_mode: Literal["visit", "frame"] = "visit"
-    stable_frames: int = Field(3, ge=1)
-    visit_gap_s: float = Field(0.7, gt=0, description="a car unseen this long has left; the next is a new visit")
+    stable_frames: int = Field(3, ge=1, description="agreeing frames before a visit is announced, at 5 frames/s; "
+                                                    "the same span of time at the stream's measured frame rate")
+    visit_gap_s: float = Field(0.7, gt=0, description="processed frames without the car (two at least) spanning "
+                                                      "this long end its visit; the next car is a new one")
 
     def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """What the pod runs: a change of it replaces the pod (the broker's echo of the entries does not)."""
+        running = self.model_dump_json(exclude={"subscriptions": {"__all__": {"received"}}})
+        return hashlib.sha256(running.encode()).hexdigest()[:16]
 
 
 # ---- pod → broker ---------------------------------------------------------------------------------
@@ -76,6 +95,23 @@ class DetectionEvent(_Closed):
     update: bool = Field(False, description="a better result for a visit already announced")
 
 
+class GpuUsage(_Closed):
+    uuid: str = Field(max_length=128)
+    utilisation_percent: float = Field(ge=0, le=100)
+    memory_used_bytes: int = Field(ge=0)
+    memory_total_bytes: int = Field(ge=0)
+
+
+class PodUsage(_Closed):
+    """What a camera pod itself uses, against what it may use (a cluster's stateReport adds these up)."""
+
+    cpu_used_cores: float = Field(ge=0)
+    cpu_limit_cores: float = Field(gt=0, description="its cgroup CPU quota, else the CPUs it may run on")
+    memory_used_bytes: int = Field(ge=0, description="resident memory of the pod's process")
+    memory_limit_bytes: int = Field(gt=0, description="its cgroup memory limit, else the machine's memory")
+    gpus: list[GpuUsage] = Field(default_factory=list, description="the GPUs it can see (its assigned ones)")
+
+
 class StreamReport(_Closed):
     kind: Literal["status"] = "status"
     online: bool
@@ -86,6 +122,7 @@ class StreamReport(_Closed):
     reconnects: int
     last_error: str | None
     http_port: int
+    usage: PodUsage | None = None
 
 
 class PodHealth(_Closed):

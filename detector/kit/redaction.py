@@ -9,9 +9,13 @@ MASK = "***"
 
 # scheme://user:password@host  or  scheme://token@host — anything between "//" and "@".
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?P<password>:[^/@\s]*)?@")
-# password=..., token=..., key=... in query strings or key=value text.
+# password=..., token=..., key=... in query strings or key=value text; and the parts of signed object-store
+# links (S3's X-Amz-Signature/-Credential/-Security-Token, GCS's X-Goog-Signature/-Credential, Azure SAS `sig`)
+# that grant access to whoever holds them.
 _SECRET_PARAM = re.compile(
-    r"(?P<name>\b(?:password|passwd|pwd|pass|token|access_token|api_key|apikey|secret|auth)=)[^&\s\"']+",
+    r"(?P<name>(?<![A-Za-z0-9_-])(?:password|passwd|pwd|pass|token|access_token|api_key|apikey|secret|auth|sig|"
+    r"signature|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential)=)"
+    r"[^&\s\"']+",
     re.IGNORECASE,
 )
 

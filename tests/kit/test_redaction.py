@@ -21,6 +21,25 @@ def test_redact_url(url: str, expected: str) -> None:
     assert redact_url(url) == expected
 
 
+@pytest.mark.parametrize(("url", "kept"), [
+    # S3 presigned (SigV4): the signature and the credential scope grant access; the rest does not.
+    (f"https://bucket.s3.amazonaws.com/m.mpta?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={SECRET}%2F2025"
+     f"&X-Amz-Date=20250101T000000Z&X-Amz-Expires=900&X-Amz-SignedHeaders=host&X-Amz-Signature={SECRET}",
+     "X-Amz-Expires=900"),
+    (f"https://b.s3.amazonaws.com/m.mpta?X-Amz-Security-Token={SECRET}&X-Amz-Signature=abc{SECRET}",
+     "https://b.s3.amazonaws.com/m.mpta?"),
+    # GCS V4 signed URL
+    (f"https://storage.googleapis.com/b/m.mpta?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential={SECRET}"
+     f"&X-Goog-Signature={SECRET}", "X-Goog-Algorithm=GOOG4-RSA-SHA256"),
+    # Azure SAS
+    (f"https://acct.blob.core.windows.net/c/m.mpta?sv=2022-11-02&se=2025-01-01&sp=r&sig={SECRET}", "sp=r"),
+])
+def test_signed_object_store_links_are_masked(url: str, kept: str) -> None:
+    redacted = redact_url(url)
+    assert SECRET not in redacted and SECRET not in redact_text(f"download {url} failed")
+    assert kept in redacted, "only the secret parameters are masked"
+
+
 def test_redact_text_finds_urls_inside_messages() -> None:
     text = f"cannot open rtsp://admin:{SECRET}@cam/1 and http://a:{SECRET}@b/c (password={SECRET})"
     redacted = redact_text(text)
