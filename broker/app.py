@@ -9,11 +9,12 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
+import prometheus_client
 from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from broker import auth, decoding
+from broker import auth, decoding, protocol
 from broker.service import Broker
 from detector.contract.pods import POD_MESSAGE, DetectionEvent
 
@@ -117,7 +118,22 @@ def build_app(broker: Broker) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, object]:
-        return {"ok": True, "backend": broker.backend is not None, "pods": len(broker.runner.running())}
+        return {"ok": True, "backend": broker.backend is not None, "pods": len(broker.runner.running()),
+                "refused": len(broker.refusals)}
+
+    @app.get("/refusals")
+    async def refusals(request: Request) -> Response:
+        """The backend's entries that are refused, and why (identifiers and reasons; never a URL)."""
+        if auth.refusal(broker.settings.auth_token, request) is not None:
+            return JSONResponse({"error": "authentication required"}, status_code=401, headers=auth.CHALLENGE)
+        return JSONResponse([{"subscriptionIdentifier": r.entry, "reason": r.reason, "detail": r.detail,
+                              "since": protocol.iso_timestamp(r.at)}
+                             for r in sorted(broker.refusals.values(), key=lambda r: r.entry)])
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(prometheus_client.generate_latest(broker.metrics.registry),
+                        media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     return app
 

@@ -58,8 +58,8 @@ def read(raw_entries: Iterable[Any], now: float) -> Entries:
             refused.append(Refusal(name, _reason(exc), decoding.describe(exc), now))
             continue
         if subscription.subscriptionIdentifier in accepted:
-            refused.append(Refusal(name, "duplicate", f"entry #{position} is a duplicate of an identifier already in the "
-                                                      "list; the first one is used", now))
+            refused.append(Refusal(name, "duplicate", f"entry #{position} is a duplicate of an identifier already "
+                                                      "in the list; the first one is used", now))
             continue
         accepted[subscription.subscriptionIdentifier] = subscription
     return Entries(list(accepted.values()), refused)

@@ -172,9 +172,9 @@ class Subscription(_Message):
         snapshot = self.stream_kind == "snapshot"
         return CameraConnection(
             subscriptionIdentifier=self.subscriptionIdentifier, modelId=self.modelId, modelName=self.modelName,
-            online=online, rtspUrl=None if snapshot else self.rtspUrl, snapshotUrl=self.snapshotUrl if snapshot else None,
-            snapshotInterval=self.snapshotInterval, cropX1=self.cropX1, cropY1=self.cropY1, cropX2=self.cropX2,
-            cropY2=self.cropY2)
+            online=online, rtspUrl=None if snapshot else self.rtspUrl,
+            snapshotUrl=self.snapshotUrl if snapshot else None, snapshotInterval=self.snapshotInterval,
+            cropX1=self.cropX1, cropY1=self.cropY1, cropX2=self.cropX2, cropY2=self.cropY2)
 
 
 class SetSubscriptionList(_Message):

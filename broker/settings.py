@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from detector.kit.errors import PermanentError
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 ENV_PREFIX = "DETECTOR_"
 CONFIG_FILE = Path("config.json")  # read from the working directory when --config is not given
 KUBERNETES_ONLY = ("namespace", "broker_id", "kube_apply_concurrency")
-CROSS_CHECKED = ("runner", "poll_interval_ms")  # the settings _poll_interval_reaches_the_pods looks at together
 
 
 class SettingsError(PermanentError, ValueError):
@@ -48,8 +47,10 @@ class BrokerSettings(BaseSettings):
     reconnect_interval_sec: float = Field(30.0, ge=0.5)
     max_retries: int = Field(-1, ge=-1)
     event_mode: Literal["visit", "frame"] = "visit"
-    stable_frames: int = Field(3, ge=1, description="consistent frames before a visit is announced")
-    visit_gap_sec: float = Field(0.7, gt=0, description="no vehicle this long ends a visit")
+    stable_frames: int = Field(3, ge=1, description="agreeing frames before a visit is announced, at 5 frames/s; "
+                                                    "the same span of time at the stream's measured frame rate")
+    visit_gap_sec: float = Field(0.7, gt=0, description="processed frames without the car (two at least) spanning "
+                                                        "this long end its visit")
     max_message_bytes: int = Field(1 << 20, ge=1024)
     event_max_age_sec: float = Field(600.0, gt=0, description="detections older than this when a backend is "
                                                               "there to take them are dropped, not delivered")
@@ -76,14 +77,6 @@ class BrokerSettings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
-
-    @model_validator(mode="after")
-    def _poll_interval_reaches_the_pods(self) -> BrokerSettings:
-        if self.runner == "kubernetes" and self.poll_interval_ms:
-            raise ValueError("poll_interval_ms is not carried to camera pods in a cluster (a CameraSubscription has "
-                             "no field for it): use target_fps to limit the frames each camera processes, or leave "
-                             "poll_interval_ms at 0 with the kubernetes runner")
-        return self
 
     @classmethod
     def load(cls, config_file: Path | None = None, **flags: Any) -> BrokerSettings:
@@ -157,9 +150,8 @@ def _explain(error: ValidationError, origins: dict[str, str]) -> str:
     lines = []
     for item in error.errors(include_url=False, include_input=False):
         key = str(item["loc"][0]) if item["loc"] else None
-        if key is None:  # the rule across settings: say where each of its settings came from
-            named = [f"{name} from {origins[name]}" for name in CROSS_CHECKED if name in origins]
-            lines.append(item["msg"].removeprefix("Value error, ") + (f" ({', '.join(named)})" if named else ""))
+        if key is None:  # a rule across settings
+            lines.append(item["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"{origins.get(key, 'default')}: {key}: {item['msg']}")
     return "invalid settings: " + "; ".join(lines)

@@ -1,5 +1,7 @@
 """Credentials never leak: camera and model URLs carry a known password, errors are provoked, every output is
-searched for it — raw log records of every level (tracebacks included), a camera pod's /metrics and /healthz, the CameraSubscription the broker writes, and the ``detector`` command's output.
+searched for it — raw log records of every level (tracebacks included), a camera pod's /metrics and
+/healthz, the CameraSubscription the broker writes, and the ``detector`` command's output. The one place
+they go is the stateReport to the backend that sent them: it echoes each entry exactly as received.
 """
 
 from __future__ import annotations

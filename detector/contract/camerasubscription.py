@@ -65,6 +65,7 @@ class CameraSubscriptionSpec(_Spec):
     eventMode: Literal["visit", "frame"] = "visit"
     stableFrames: int = Field(3, ge=1, le=1000)
     visitGapSec: float = Field(0.7, ge=0.01, le=3600)
+    pollIntervalMs: int = Field(0, ge=0, le=3_600_000)
 
 
 def resource(name: str, namespace: str, spec: CameraSubscriptionSpec, labels: dict[str, str]) -> dict[str, Any]:
@@ -85,7 +86,8 @@ def spec_from_pod(pod: PodSpec, url_secret: SecretKeyRef) -> CameraSubscriptionS
                                               modelId=d.model_id, modelName=d.model_name, crop=d.crop)
                        for d in pod.subscriptions],
         targetFps=pod.target_fps, reconnectIntervalSec=pod.reconnect_interval_sec, maxRetries=pod.max_retries,
-        eventMode=pod.event_mode, stableFrames=pod.stable_frames, visitGapSec=pod.visit_gap_s)
+        eventMode=pod.event_mode, stableFrames=pod.stable_frames, visitGapSec=pod.visit_gap_s,
+        pollIntervalMs=pod.poll_interval_ms)
 
 
 def secret_model_urls(pod: PodSpec) -> dict[str, str]:
@@ -108,7 +110,7 @@ def pod_from_spec(name: str, spec: CameraSubscriptionSpec, stream_url: str, brok
                        for s in spec.subscriptions],
         broker_url=broker_url, target_fps=spec.targetFps, reconnect_interval_sec=spec.reconnectIntervalSec,
         max_retries=spec.maxRetries, event_mode=spec.eventMode, stable_frames=spec.stableFrames,
-        visit_gap_s=spec.visitGapSec)
+        visit_gap_s=spec.visitGapSec, poll_interval_ms=spec.pollIntervalMs)
 
 
 Phase = Literal["Pending", "Running", "Degraded", "Failed"]

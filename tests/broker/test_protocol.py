@@ -125,7 +125,8 @@ BAD: list[tuple[str, Any, str]] = [
      "payload.success"),
     # -- crops --------------------------------------------------------------------------------------------
     ("crop of zero height", {"type": "subscribe", "payload": sub(cropY1=240, cropY2=240)}, "cropY2 > cropY1"),
-    ("crop beyond 65535", {"type": "subscribe", "payload": sub(cropX2=70_000)}, "cropX2: Input should be less than or equal to 65535"),
+    ("crop beyond 65535", {"type": "subscribe", "payload": sub(cropX2=70_000)},
+     "cropX2: Input should be less than or equal to 65535"),
     ("crop all negative", {"type": "subscribe", "payload": sub(cropX1=-10, cropY1=-10, cropX2=-1, cropY2=-1)},
      "cropX1: Input should be greater than or equal to 0"),
     # -- identifiers and text -----------------------------------------------------------------------------

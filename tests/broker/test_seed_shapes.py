@@ -231,3 +231,27 @@ def test_locally_the_load_figures_are_the_machines() -> None:
     figures = Broker(BrokerSettings(), RecordingRunner()).usage()
     assert 0 <= figures["cpuUsage"] <= 100 and 0 < figures["memoryUsage"] <= 100  # type: ignore[operator]
 
+
+
+# ---- where an operator sees the refusals ----------------------------------------------------------------
+
+def test_refusals_and_their_counts_are_served(broker: Broker) -> None:
+    from starlette.testclient import TestClient
+
+    from broker.app import build_app
+
+    with TestClient(build_app(broker)) as client, client.websocket_connect("/") as backend:
+        backend.receive_json()
+        backend.send_json({"type": "setSubscriptionList", "subscriptions": [
+            entry("d1;cam", rtspUrl=RTSP), entry("d2;cam", rtspUrl="rtmp://u:S3cret!@cam/x"), "oops"]})
+        backend.send_json({"type": "requestState"})
+        assert backend.receive_json()["type"] == "stateReport"
+        listed = client.get("/refusals").json()
+        page = client.get("/metrics").text
+        health = client.get("/healthz").json()
+    assert [(r["subscriptionIdentifier"], r["reason"]) for r in listed] == [("#2", "not_an_object"),
+                                                                             ("d2;cam", "stream")]
+    assert "S3cret" not in json.dumps(listed) and "rtmp" in listed[1]["detail"]
+    assert 'detector_broker_subscriptions_refused_total{reason="stream"} 1.0' in page
+    assert 'detector_broker_subscriptions_refused_total{reason="not_an_object"} 1.0' in page
+    assert "detector_broker_refused_entries 2.0" in page and health["refused"] == 2

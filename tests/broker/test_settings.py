@@ -18,7 +18,7 @@ import pytest
 from broker import commands
 from broker.planning import plan
 from broker.protocol import Subscription
-from broker.settings import BrokerSettings, SettingsError
+from broker.settings import BrokerSettings
 from detector import cli
 
 # The original worker's config.json as it shipped.
@@ -201,16 +201,22 @@ def test_poll_interval_reaches_every_pod_spec(workdir: Path) -> None:
         "unset: no floor (today's behaviour)"
 
 
-def test_poll_interval_with_the_kubernetes_runner_is_refused_with_what_to_use(
-        workdir: Path, run_settings: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_poll_interval_reaches_camera_pods_in_a_cluster_through_the_resource(workdir: Path) -> None:
+    """The kubernetes runner writes it into each CameraSubscription; the pod rebuilt from it paces by it."""
+    from broker.runners.kubernetes import build_resource
+    from detector.contract.camerasubscription import CameraSubscriptionSpec, SecretKeyRef, pod_from_spec
+
     write(workdir / "config.json", ORIGINAL_CONFIG)
-    code, _ = run_settings("--runner", "kubernetes")
-    error = capsys.readouterr().err
-    assert code == 2 and "use target_fps" in error
-    assert "runner from --runner" in error and f"poll_interval_ms from {workdir / 'config.json'}" in error
-    with pytest.raises(SettingsError):
-        BrokerSettings.load(None, runner="kubernetes", poll_interval_ms=50)
-    assert BrokerSettings.load(None, runner="kubernetes", poll_interval_ms=0).poll_interval_ms == 0
+    settings = BrokerSettings.load(None, runner="kubernetes")
+    subscriptions = [Subscription(subscriptionIdentifier="display-1;cam-1", rtspUrl="rtsp://10.0.0.1/s",
+                                  modelUrl="http://models/a.mpta", modelId=1, modelName="a")]
+    (spec,) = plan(subscriptions, settings).values()
+    resource = build_resource(spec, "cameras", {})
+    assert resource["spec"]["pollIntervalMs"] == 100
+    rebuilt = pod_from_spec(spec.name, CameraSubscriptionSpec.model_validate(resource["spec"]), spec.stream.url,
+                            spec.broker_url)
+    assert rebuilt.poll_interval_ms == 100
+    assert SecretKeyRef.model_validate(resource["spec"]["stream"]["urlSecretRef"]).key == "url"
 
 
 def test_kubernetes_settings_with_the_local_runner_are_said_to_do_nothing(
