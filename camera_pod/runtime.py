@@ -48,6 +48,13 @@ def stream_config(spec: PodSpec) -> StreamConfig:
                         reconnect_interval_sec=spec.reconnect_interval_sec, max_retries=spec.max_retries)
 
 
+def expected_interval_s(spec: PodSpec) -> float | None:
+    """The configured frame interval: only the visit policy's prior until it has measured the real one."""
+    if spec.stream.kind == "snapshot":
+        return (spec.stream.snapshot_interval_ms or 1000) / 1000
+    return 1 / spec.target_fps if spec.target_fps else None
+
+
 @dataclass
 class _Pipeline:
     archive: LoadedArchive
@@ -185,7 +192,8 @@ class CameraPod:
             return None
         method = tracking.method if tracking else "bytetrack"
         stable = tracking.stabilityThreshold if tracking else self.spec.stable_frames
-        return VisitTracker(stable_frames=stable, gap_s=self.spec.visit_gap_s, method=method)
+        return VisitTracker(stable_frames=stable, gap_s=self.spec.visit_gap_s, method=method,
+                            expected_interval_s=expected_interval_s(self.spec))
 
     def _count_reuse(self, display: DisplaySubscription, reuse: ClassificationReuse) -> None:
         counter = self.metrics.classifications

@@ -7,11 +7,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from camera_pod.inference.detections import Box, Classification, Detections
 from camera_pod.pipeline.results import FrameResult, NodeResult
 from camera_pod.visit_memory import VisitMemory
-from camera_pod.visits import AnnouncedVisit, VisitDecision, VisitTracker, frame_score
+from camera_pod.visits import AnnouncedVisit, VisitDecision, VisitTracker, frame_score, is_truncated
 from tests.conftest import FIXTURES
 
 NAMES = ("Car", "Frontal")
@@ -41,7 +42,7 @@ def feed(tracker: VisitTracker, frames: list[FrameResult], start: float = 0.0,
          step: float = 0.1) -> list[VisitDecision]:
     decisions = []
     for index, result in enumerate(frames):
-        decisions.extend(tracker.observe(result, IMAGE, captured_at=start + index * step, now=start + index * step))
+        decisions.extend(tracker.observe(result, IMAGE, captured_at=start + index * step))
     return decisions
 
 
@@ -60,7 +61,8 @@ def test_unstable_classification_is_not_announced() -> None:
 
 def test_a_better_stable_result_is_an_update_of_the_same_visit() -> None:
     tracker = VisitTracker(stable_frames=3)
-    frames = [frame(100 + i, body="SUV") for i in range(4)] + [frame(104 + i, body="Sedan") for i in range(4)]
+    # 10 frames/s: 5 agreeing frames; the vote turns once the Sedan frames outweigh the SUV ones.
+    frames = [frame(100 + i, body="SUV") for i in range(6)] + [frame(106 + i, body="Sedan") for i in range(12)]
     decisions = feed(tracker, frames)
     assert [d.fields["body_type"] for d in decisions] == ["SUV", "Sedan"]
     assert [d.update for d in decisions] == [False, True]
@@ -81,6 +83,19 @@ def test_best_frame_prefers_large_untruncated_boxes() -> None:
     whole = Box("Car", 0.5, (100, 100, 300, 200))
     bigger_but_cut = Box("Car", 0.9, (0, 100, 260, 200))
     assert frame_score(whole, 640, 480) > frame_score(bigger_but_cut, 640, 480)
+
+
+@pytest.mark.parametrize(("box", "size", "cut"), [
+    ((0, 100, 200, 200), (640, 480), True),
+    ((8, 100, 200, 200), (640, 480), True),  # detectors stop a few pixels short of the edge
+    ((12, 100, 200, 200), (640, 480), False),
+    ((20, 300, 500, 600), (1920, 1080), True),
+    ((40, 300, 500, 600), (1920, 1080), False),
+    ((40, 300, 1900, 600), (1920, 1080), True),
+])
+def test_the_frame_edge_margin_grows_with_the_frame(box: tuple[int, int, int, int], size: tuple[int, int],
+                                                   cut: bool) -> None:
+    assert is_truncated(Box("Car", 0.9, box), *size) is cut
 
 
 def test_a_car_cut_by_the_frame_edge_is_not_classified_yet() -> None:
@@ -142,21 +157,24 @@ def _car(box: list[int], brand: str, body: str) -> FrameResult:
 
 
 def test_each_car_of_the_fixture_video_is_one_visit_on_one_track() -> None:
-    """cars.json's boxes as the detector's: one track id and one announcement per car, in video order."""
+    """cars.json's boxes as the detector's: one visit on one track id and one announcement per car, in video order."""
     truth = json.loads((FIXTURES / "media" / "cars.json").read_text())
     cars = {entry["frame"]: entry for entry in truth["car_frames"]}
     tracker = VisitTracker(stable_frames=3)
     decisions: list[VisitDecision] = []
+    visits: dict[int, set[str]] = defaultdict(set)
     tracks: dict[int, set[int]] = defaultdict(set)
     for index in range(truth["frame_count"]):
         entry, at = cars.get(index), index / truth["fps"]
         if entry is None:
-            decisions.extend(tracker.observe(frame(None), IMAGE, captured_at=at, now=at))
+            decisions.extend(tracker.observe(frame(None), IMAGE, captured_at=at))
             continue
         visit = truth["visits"][entry["visit"]]
         decisions.extend(tracker.observe(_car(entry["car_box"], visit["brand"], visit["body_type"]), IMAGE,
-                                         captured_at=at, now=at))
-        tracks[entry["visit"]].update(tracker.visits)
+                                         captured_at=at))
+        visits[entry["visit"]].update(tracker.visits)
+        tracks[entry["visit"]].update(*(visit.tracks for visit in tracker.visits.values()))
+    assert [len(ids) for _, ids in sorted(visits.items())] == [1] * len(truth["visits"])
     assert [len(ids) for _, ids in sorted(tracks.items())] == [1] * len(truth["visits"])
     assert [(d.fields["brand"], d.fields["body_type"], d.update) for d in decisions] == [
         (v["brand"], v["body_type"], False) for v in truth["visits"]]
