@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from detector.kit.redaction import redact_url
 from detector.kit.urls import HTTP_SCHEMES, RTSP_SCHEMES, check_url
 
 MAX_MESSAGE_BYTES = 1 << 20
@@ -157,13 +156,6 @@ class Subscription(_Message):
         if any(c is None for c in corners) or not any(corners):
             return None
         return corners  # type: ignore[return-value]
-
-    def redacted(self) -> dict[str, Any]:
-        fields = self.model_dump(exclude_none=True)
-        for key in ("rtspUrl", "snapshotUrl", "modelUrl"):
-            if key in fields:
-                fields[key] = redact_url(fields[key])
-        return fields
 
     def connection(self, online: bool) -> CameraConnection:
         """This subscription in ``stateReport``, as the original reports it: the URL of the stream in use (the

@@ -321,6 +321,27 @@ async def test_a_restarted_broker_adopts_its_resources(emulator: kmock.Kubernete
     assert set(resources(emulator)) == set(broker.runner.running()), "closing the broker stops no camera"
 
 
+async def test_a_restarted_broker_echoes_the_entries_exactly_as_sent(emulator: kmock.KubernetesEmulator) -> None:
+    """The heartbeat echoes what the backend sent; in a cluster that lives in the camera's Secret, never in the
+    resource (both URLs, four 0 crops, a snapshot interval sent with RTSP: all as sent)."""
+    sent = [subscription("display-7;cam-e", rtspUrl="rtsp://user:pass@10.0.0.7/e",
+                         snapshotUrl="http://user:pass@10.0.0.7/snap.jpg", snapshotInterval=5000),
+            subscription("display-8;cam-f", rtspUrl="rtsp://user:pass@10.0.0.8/f", snapshotInterval=250,
+                         cropX1=0, cropY1=0, cropX2=0, cropY2=0)]
+    broker = new_broker(emulator)
+    await broker.reconcile(sent)
+    assert "user:pass" not in json.dumps(resources(emulator)), "credentials never in a resource"
+    restarted = new_broker(emulator)
+    async with build_app(restarted).router.lifespan_context(build_app(restarted)):
+        assert restarted.subscriptions == broker.subscriptions
+        assert restarted.state_report().to_wire()["cameraConnections"] == \
+            broker.state_report().to_wire()["cameraConnections"]
+        echoed = {c["subscriptionIdentifier"]: c for c in restarted.state_report().to_wire()["cameraConnections"]}
+    assert (echoed["display-7;cam-e"]["snapshotUrl"], echoed["display-7;cam-e"]["rtspUrl"]) == (
+        "http://user:pass@10.0.0.7/snap.jpg", None)
+    assert (echoed["display-8;cam-f"]["snapshotInterval"], echoed["display-8;cam-f"]["cropX2"]) == (250, 0)
+
+
 async def test_recovery_skips_a_resource_without_secret_and_deletes_orphans(
         emulator: kmock.KubernetesEmulator, broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
     broken = name_of(broker, "display-3;cam-b")

@@ -233,9 +233,9 @@ def test_models_refuse_bad_values_without_echoing_them() -> None:
     assert "S3cr3t" not in str(caught.value) and "admin:***@" not in str(caught.value)
 
 
-def test_redacted_subscription_hides_passwords() -> None:
-    subscription = protocol.Subscription.model_validate(sub())
-    assert subscription.redacted()["rtspUrl"] == "rtsp://user:***@10.0.0.5/stream1"
+def test_a_subscription_never_shows_its_urls_in_a_repr() -> None:
+    subscription = protocol.Subscription.model_validate(sub(modelUrl="https://deploy:S3cr3t@m.example/a.mpta"))
+    assert "user:pw" not in repr(subscription) and "S3cr3t" not in repr(subscription)
     assert (subscription.display_id, subscription.camera_id) == ("display-001", "cam-001")
 
 
