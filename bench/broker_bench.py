@@ -2,8 +2,8 @@
 
     .venv/bin/python -P bench/broker_bench.py [--quick] [--subscriptions 1000] [--events 20000] [--json FILE]
 
-Reconcile: ``broker.service.Broker.reconcile`` of N subscriptions (one camera each, so N pods), first apply
-and no-op re-apply, (i) with a recording runner that only keeps the specs (the broker's own planning and
+Reconcile: ``broker.service.Broker.handle`` of a setSubscriptionList of N entries (each checked, then
+reconciled; one camera each, so N pods), first apply and no-op re-apply, (i) with a recording runner that only keeps the specs (the broker's own planning and
 diff), (ii) with the real ``KubernetesRunner`` against kmock's Kubernetes emulator (HTTP on loopback), and
 (iii) the same on N subscriptions with a round trip added to every request (as a real API server costs),
 writing one camera at a time and then ``kube_apply_concurrency`` cameras at once.
@@ -126,9 +126,9 @@ async def reconcile_recording(count: int, repeats: int) -> dict[str, Any]:
         assert isinstance(message, protocol.SetSubscriptionList)
         runner = RecordingRunner()
         broker = Broker(settings_for(count), runner)
-        first.append(await timed(lambda b=broker, m=message: b.reconcile(m.subscriptions)))
+        first.append(await timed(lambda b=broker, m=message: b.handle(m)))
         changed = runner.changed
-        again.append(await timed(lambda b=broker, m=message: b.reconcile(m.subscriptions)))
+        again.append(await timed(lambda b=broker, m=message: b.handle(m)))
         if runner.changed != changed or len(runner.specs) != count:
             raise RuntimeError(f"recording runner: {len(runner.specs)} pods, {runner.changed - changed} re-applied")
     return {"subscriptions": count, "pods": count, "repeats": repeats, "parse_s": statistics.median(parse),
@@ -176,10 +176,10 @@ async def reconcile_kubernetes(count: int) -> dict[str, Any]:
     async with emulator() as server:
         runner = KubernetesRunner(api_client(server, settings.kube_apply_concurrency), settings)
         broker = Broker(settings, runner)
-        first = await timed(lambda: broker.reconcile(message.subscriptions))
+        first = await timed(lambda: broker.handle(message))
         requests_first = server.served
         stored = stored_resources(server, settings.namespace)
-        noop = await timed(lambda: broker.reconcile(message.subscriptions))
+        noop = await timed(lambda: broker.handle(message))
         requests_noop = server.served - requests_first
     if stored != count:
         raise RuntimeError(f"kubernetes runner: {stored} CameraSubscriptions for {count} subscriptions")
@@ -231,13 +231,13 @@ async def reconcile_concurrency(count: int, latency: float) -> dict[str, Any]:
         settings = settings_for(count).model_copy(update={"kube_apply_concurrency": concurrency})
         async with emulator(latency) as server:
             broker = Broker(settings, KubernetesRunner(api_client(server, concurrency), settings))
-            result[f"{key}_s"] = await timed(lambda b=broker: b.reconcile(message.subscriptions))
+            result[f"{key}_s"] = await timed(lambda b=broker: b.handle(message))
             result[f"requests_{key}"], result[f"peak_{key}"] = server.served, server.peak
             stored = stored_resources(server, settings.namespace)
             if stored != count:
                 raise RuntimeError(f"kubernetes runner: {stored} CameraSubscriptions for {count} subscriptions")
             if concurrency == default:
-                result["noop_s"] = await timed(lambda b=broker: b.reconcile(message.subscriptions))
+                result["noop_s"] = await timed(lambda b=broker: b.handle(message))
                 result["requests_noop"] = server.served - result["requests_concurrent"]
     return result
 

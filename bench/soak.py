@@ -48,7 +48,7 @@ from bench import soak_services as services
 from bench.common import REPO
 from bench.soak_cameras import VIDEO_SECONDS, CameraSet
 from bench.soak_probe import Probe
-from broker import protocol
+from broker import entries, protocol
 from tests.support.model_server import serve_files
 from tests.support.servers import free_port
 
@@ -176,7 +176,9 @@ def subscription_list(cameras: list[tuple[str, str]], model_url: str, tag: str, 
             entry.update(snapshotUrl=url, snapshotInterval=round(1000 / fps))
         subscriptions.append(entry)
     message = {"type": "setSubscriptionList", "subscriptions": subscriptions}
-    protocol.SetSubscriptionList.model_validate(message)  # the script's own message must be valid
+    checked = entries.read(protocol.SetSubscriptionList.model_validate(message).subscriptions, time.time())
+    if checked.refused:  # the script's own entries must be valid
+        raise ValueError(f"soak subscriptions refused: {checked.refused}")
     return message
 
 

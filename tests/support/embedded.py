@@ -175,15 +175,16 @@ def vehicles(detections: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 @contextlib.asynccontextmanager
-async def backends() -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
-    """Yields ``open(url, token=None) -> Backend``; every socket opened is closed on exit."""
+async def backends(kind: Callable[[websockets.ClientConnection], Backend] = Backend,
+                   ) -> AsyncIterator[Callable[..., Awaitable[Backend]]]:
+    """Yields ``open(url, token=None) -> Backend`` (made by ``kind``); every socket opened is closed on exit."""
     opened: list[websockets.ClientConnection] = []
 
     async def open_backend(url: str, token: str | None = None) -> Backend:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         socket = await websockets.connect(url, max_size=16 << 20, additional_headers=headers)
         opened.append(socket)
-        return Backend(socket)
+        return kind(socket)
 
     try:
         yield open_backend

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conformance.validation import ValidatingBackend
 from tests.support import embedded
 from tests.support.embedded import Backend, Worker
 from tests.support.servers import RtspServer
@@ -42,5 +44,16 @@ def camera_servers() -> Iterator[tuple[RtspServer, SnapshotCamera]]:
 
 @pytest.fixture
 async def connect() -> AsyncIterator[Connect]:
-    async with embedded.backends() as open_backend:
+    """Backends that check every message the worker sends against the original's JSON Schemas
+    (tests/conformance/schemas): a test fails at its end if one did not conform."""
+    opened: list[ValidatingBackend] = []
+
+    def checking(socket: Any) -> ValidatingBackend:
+        backend = ValidatingBackend(socket, check_sent=False)  # tests send odd messages on purpose
+        opened.append(backend)
+        return backend
+
+    async with embedded.backends(checking) as open_backend:
         yield open_backend
+    for backend in opened:
+        backend.assert_conforms()
