@@ -5,7 +5,8 @@
 Reconcile: ``broker.service.Broker.handle`` of a setSubscriptionList of N entries (each checked, then
 reconciled; one camera each, so N pods), first apply and no-op re-apply, (i) with a recording runner that
 only keeps the specs (the broker's own planning and diff), (ii) with the real ``KubernetesRunner``
-against kmock's Kubernetes emulator (HTTP on loopback), and (iii) the same on N subscriptions with a round trip added to every request (as a real API server costs),
+against kmock's Kubernetes emulator (HTTP on loopback), and (iii) the same on N subscriptions with a round trip added
+to every request (as a real API server costs),
 writing one camera at a time and then ``kube_apply_concurrency`` cameras at once.
 Routing: the real broker app (``broker.app.build_app``) under uvicorn in its own process; a fake camera pod
 sends ``DetectionEvent``s to ``/internal/pods/<name>`` (reading the Acks) and a backend client at ``/``
