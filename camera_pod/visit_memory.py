@@ -19,6 +19,7 @@ class RememberedVisit(BaseModel):
     visit_id: str
     fields: dict[str, str]
     last_seen: float
+    box: tuple[int, int, int, int] | None = None  # absent in files of older versions
 
 
 class VisitFile(BaseModel):
@@ -49,7 +50,7 @@ class VisitMemory:
         remembered = self._state.displays.get(display)
         if remembered is None:
             return None
-        return AnnouncedVisit(remembered.visit_id, dict(remembered.fields), remembered.last_seen)
+        return AnnouncedVisit(remembered.visit_id, dict(remembered.fields), remembered.last_seen, remembered.box)
 
     def remember(self, display: str, visit: AnnouncedVisit | None, now: float) -> None:
         if visit is None:
@@ -59,7 +60,7 @@ class VisitMemory:
         if not changed and now - self._written_at.get(display, 0.0) < self.min_interval_s:
             return
         self._state.displays[display] = RememberedVisit(visit_id=visit.visit_id, fields=visit.fields,
-                                                        last_seen=visit.last_seen)
+                                                        last_seen=visit.last_seen, box=visit.box)
         self._written_at[display] = now
         self._write()
 

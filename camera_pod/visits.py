@@ -26,7 +26,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from camera_pod.inference.detections import Box, Detections
+from camera_pod.inference.detections import Box, BoxXYXY, Detections
 from camera_pod.inference.models import Image
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.tracking import ObjectTracker
@@ -137,6 +137,7 @@ class AnnouncedVisit:
     visit_id: str
     fields: dict[str, str]
     last_seen: float  # capture time (epoch seconds) of the last frame the car was in
+    box: BoxXYXY | None = None  # where the car was then (None: remembered by an older version)
 
 
 @dataclass(frozen=True)
@@ -282,10 +283,17 @@ class VisitTracker:
     def _new_visit(self, box: Box, captured_at: float) -> Visit:
         visit = Visit(uuid.uuid4().hex, captured_at, captured_at, box)
         resumed, self.resume = self.resume, None
-        if resumed is not None and 0 <= captured_at - resumed.last_seen <= self.resume_window_s:
+        if resumed is not None and self._is_resumed_car(resumed, box, captured_at):
             visit.id, visit.announced = resumed.visit_id, dict(resumed.fields)
         self.visits[visit.id] = visit
         return visit
+
+    def _is_resumed_car(self, resumed: AnnouncedVisit, box: Box, captured_at: float) -> bool:
+        """The first car after a restart is the one announced before it only if it is seen soon after, at the
+        same place: the next car driving in (the announced one had left meanwhile) is a visit of its own."""
+        if not 0 <= captured_at - resumed.last_seen <= self.resume_window_s:
+            return False
+        return resumed.box is None or self._same_place(box, Box(VEHICLE_CLASS, 1.0, resumed.box))
 
     def _observe_car(self, visit: Visit, car: Box, result: FrameResult, image: Image,
                      captured_at: float) -> list[VisitDecision]:
@@ -333,7 +341,7 @@ class VisitTracker:
         latest = max(visits, key=lambda v: v.last_seen, default=None)
         if latest is None or latest.announced is None:
             return None
-        return AnnouncedVisit(latest.id, dict(latest.announced), latest.last_seen)
+        return AnnouncedVisit(latest.id, dict(latest.announced), latest.last_seen, latest.last_box.xyxy)
 
     def _forget_departed(self, seen: set[str], captured_at: float) -> None:
         """Count this frame against every visit it does not show; end those gone long enough, in frames and time."""

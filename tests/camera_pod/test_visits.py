@@ -124,6 +124,26 @@ def test_a_resumed_visit_with_a_better_result_is_an_update() -> None:
     assert [(d.fields["body_type"], d.update) for d in decisions] == [("Sedan", True)]
 
 
+def test_the_next_car_after_a_restart_is_a_new_visit_not_an_update() -> None:
+    """The announced car left while the pod was down; the next one drives in elsewhere: its own visit (its own
+    announcement and row), never an update of the car before (the update would carry no row of its own)."""
+    before = VisitTracker(stable_frames=3)
+    feed(before, [frame(100 + i, brand="BMW", body="SUV") for i in range(5)], start=1000.0)
+    remembered = before.announced()
+    assert remembered is not None and remembered.box is not None
+    after = VisitTracker(stable_frames=3, resume=remembered)
+    decisions = feed(after, [frame(400 + i) for i in range(10)], start=1006.0)
+    assert [(d.fields["brand"], d.update) for d in decisions] == [("Toyota", False)]
+    assert decisions[0].visit_id != remembered.visit_id
+
+
+def test_a_remembered_visit_keeps_where_its_car_was(tmp_path: Path) -> None:
+    memory = VisitMemory(tmp_path / "visits.json")
+    memory.remember("d1;cam", AnnouncedVisit("v1", {"brand": "Toyota"}, 1000.0, (10, 20, 210, 140)), now=0.0)
+    assert VisitMemory(tmp_path / "visits.json").recall("d1;cam") == AnnouncedVisit(
+        "v1", {"brand": "Toyota"}, 1000.0, (10, 20, 210, 140))
+
+
 def test_a_car_long_after_the_restart_is_a_new_visit() -> None:
     before = VisitTracker(stable_frames=3)
     feed(before, [frame(100 + i) for i in range(5)], start=1000.0)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import time
 
+import psutil
 import pytest
 
+from camera_pod.usage import memory_limit_bytes
 from tests.cluster.test_cluster_end_to_end import (  # noqa: F401  (pytest fixtures, used by name)
     CR,
     SECRETS,
@@ -83,6 +85,17 @@ async def test_the_original_protocol_in_cluster_mode(
         assert reports and all(problems(r) == [] for r in reports)
         running = reports[-1]
         assert running["cpuUsage"] >= 0 and 0 < running["memoryUsage"] <= 100
+        # ...and they describe the camera pods, not the broker's machine: memory is the pods' resident memory
+        # over their limits (no cgroup limit here: the machine's memory each).
+        pods = [psutil.Process(container.process.pid) for container in kubelet.containers.values()]
+        assert pods, "the camera pod runs"
+
+        def pods_memory() -> float:
+            return sum(p.memory_info().rss for p in pods) / (len(pods) * memory_limit_bytes()) * 100
+
+        await backend.until(lambda: abs(backend.of_type("stateReport")[-1]["memoryUsage"] - pods_memory())
+                            <= max(0.2, 0.25 * pods_memory()), 20)
+        assert abs(psutil.virtual_memory().percent - pods_memory()) > 0.5, "the check can tell them apart"
 
         # The backend removes the camera: the heartbeat no longer lists it; the cluster lets it go.
         removed_at = time.monotonic()
