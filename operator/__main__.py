@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 
 import httpx
 import kopf
@@ -12,8 +11,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from detector.kit import logs
-from detector_operator import handlers
-from detector_operator.settings import OperatorSettings
+
+from . import handlers
+from .settings import OperatorSettings
 
 
 def _core_api() -> k8s.CoreV1Api:
@@ -43,8 +43,7 @@ async def run(settings: OperatorSettings) -> None:
 
 def main() -> None:
     settings = OperatorSettings()
-    log_format = "text" if os.environ.get("DETECTOR_LOG_FORMAT") == "text" else "json"
-    logs.configure(os.environ.get("DETECTOR_LOG_LEVEL", "INFO"), log_format)
+    logs.configure(settings.log_level, settings.log_format)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(settings))
 

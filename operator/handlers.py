@@ -29,10 +29,11 @@ from detector.contract.camerasubscription import (
     CameraSubscriptionStatus,
 )
 from detector.contract.environment import POD_HTTP_PORT
-from detector_operator import kube
-from detector_operator.health import read_health
-from detector_operator.manifests import PodDefaults, build_claim, build_pod
-from detector_operator.pod_status import PodView, stale_pods, summarize
+
+from . import kube
+from .health import read_health
+from .manifests import PodDefaults, build_claim, build_pod
+from .pod_status import PodView, stale_pods, summarize
 
 log = logging.getLogger(__name__)
 
@@ -116,29 +117,36 @@ async def _retire(context: OperatorContext, namespace: str, names: list[str]) ->
         await asyncio.to_thread(kube.delete_pod, context.core, namespace, stale)
 
 
-async def reconcile(spec: Mapping[str, Any], name: str, namespace: str, uid: str, meta: Mapping[str, Any],
-                    patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+def _namespace_of(name: str, namespace: str | None) -> str:
+    """Kopf passes no namespace only for cluster-scoped objects; the CRD makes CameraSubscriptions namespaced."""
+    if namespace is None:
+        raise kopf.PermanentError(f"CameraSubscription {name} has no namespace")
+    return namespace
+
+
+async def reconcile(spec: kopf.Spec, name: str, namespace: str | None, uid: str, meta: kopf.Meta,
+                    patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     context: OperatorContext = memo.context
     try:
         parsed = parse_spec(spec)
     except kopf.PermanentError as error:
         patch.status.update(_failed(error, meta.get("generation")))
         raise
-    current, _ = await _converge(context, name, namespace, uid, parsed)
+    current, _ = await _converge(context, name, _namespace_of(name, namespace), uid, parsed)
     if current is None:
         patch.status.update({"phase": "Pending", "pod": f"{name}-{revision_of(parsed)}", "podIP": None,
                              "subscribers": len(parsed.subscriptions), "lastError": None,
                              "observedGeneration": meta.get("generation")})
 
 
-async def refresh_status(spec: Mapping[str, Any], name: str, namespace: str, uid: str, meta: Mapping[str, Any],
-                         status: Mapping[str, Any], patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def refresh_status(spec: kopf.Spec, name: str, namespace: str | None, uid: str, meta: kopf.Meta,
+                         status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     context: OperatorContext = memo.context
     try:
         parsed = parse_spec(spec)
     except kopf.PermanentError:
         return  # the create/update handler has written the reason; nothing runs for this spec
-    current, replaced = await _converge(context, name, namespace, uid, parsed)
+    current, replaced = await _converge(context, name, _namespace_of(name, namespace), uid, parsed)
     health, health_error = None, None
     if current is not None and current.ip and current.phase == "Running":
         health, health_error = await read_health(context.http, current.ip, context.pod_http_port)

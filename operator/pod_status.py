@@ -71,6 +71,8 @@ def summarize(current: PodView | None, health: PodHealth | None, health_error: s
     ``replaced`` is a pod that failed for good this round (evicted, node lost) and is being replaced: its
     reason is the status until the replacement runs.
     """
+    phase: Phase
+    error: str | None
     if replaced is not None:
         phase, error = "Failed", replaced.problem or f"camera pod {replaced.phase.lower()}"
     else:

@@ -8,7 +8,9 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from detector_operator.manifests import PodDefaults, StateVolume, StateVolumeType
+from detector.kit.logs import LogFormat
+
+from .manifests import PodDefaults, StateVolume, StateVolumeType
 
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"
 
@@ -42,6 +44,8 @@ class OperatorSettings(BaseSettings):
     peering_priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000),
                                   description="the highest-priority replica works; distinct by default")
     operator_health_port: int = Field(8080, ge=1, le=65535, description="Kopf's liveness endpoint")
+    log_level: str = Field("INFO", description="the operator's own log level")
+    log_format: LogFormat = Field("json", description="json or text; any other value stops the operator at start")
 
     def pod_defaults(self) -> PodDefaults:
         return PodDefaults(
