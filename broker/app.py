@@ -78,6 +78,7 @@ def build_app(broker: Broker) -> FastAPI:
             return
         await socket.accept()
         link = broker.pods.attach(name, socket)
+        await broker.send_displays(link)  # a restarted pod (or broker) ends up with the current displays
         try:
             while True:
                 raw = await _receive(socket)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from fastapi import WebSocket
 
-from detector.contract.pods import StreamReport
+from detector.contract.pods import Displays, StreamReport
 
 log = logging.getLogger(__name__)
 REPORT_STALE_S = 5.0
@@ -20,6 +20,7 @@ class PodLink:
     socket: WebSocket
     report: StreamReport | None = None
     reported_at: float = 0.0
+    displays: Displays | None = None  # the display subscriptions last sent to this pod
 
 
 @dataclass

@@ -15,7 +15,7 @@ from broker import entries, protocol
 from broker.delivery import Delivery, Outgoing
 from broker.metrics import BrokerMetrics
 from broker.planning import plan, unplan
-from broker.pods import PodRegistry
+from broker.pods import PodLink, PodRegistry
 from broker.reporting import Usage, machine_usage, workload_usage
 from broker.runners import Runner
 from broker.settings import BrokerSettings
@@ -77,6 +77,8 @@ class Broker:
         self.metrics.subscriptions.set(len(wanted))
         specs: dict[str, PodSpec] = plan(wanted, self.settings)
         await self.runner.apply(specs)
+        for link in list(self.pods.links.values()):
+            await self.send_displays(link)
         log.info("subscriptions reconciled", extra={"subscriptions": len(wanted), "pods": len(specs)})
 
     async def restore(self) -> None:
@@ -116,6 +118,23 @@ class Broker:
                 log.warning("refused entry for a running subscription; it keeps running as it was",
                             extra={"subscription": identifier})
         return list(wanted.values())
+
+    async def send_displays(self, link: PodLink) -> None:
+        """The pod's display subscriptions, when they differ from what it was last sent (and on every new link):
+        a running pod applies them live, so a crop or model change, or a display added, restarts nothing."""
+        spec = self.runner.running().get(link.name)
+        if spec is None:
+            return
+        displays = spec.displays()
+        if link.displays == displays:
+            return
+        try:
+            await link.socket.send_text(displays.model_dump_json())
+        except Exception as exc:  # the link closed under us: the pod gets them when it is back
+            log.info("display subscriptions not sent; sent when the pod is back",
+                     extra={"pod": link.name, "error": type(exc).__name__})
+            return
+        link.displays = displays
 
     def clear_refusal(self, identifier: str) -> None:
         if self.refusals.pop(identifier, None) is not None:

@@ -12,16 +12,18 @@ import websockets
 from pydantic import ValidationError
 
 from camera_pod.outbox import EventOutbox
-from detector.contract.pods import BROKER_MESSAGE, StreamReport
-from detector.kit.redaction import redact_url
+from detector.contract.pods import BROKER_MESSAGE, Ack, Displays, StreamReport
+from detector.kit.redaction import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
 
 class BrokerChannel:
     def __init__(self, url: str, outbox: EventOutbox, report: Callable[[], StreamReport], *,
-                 report_interval_s: float = 1.0, token: str | None = None) -> None:
+                 report_interval_s: float = 1.0, token: str | None = None,
+                 on_displays: Callable[[Displays], None] | None = None) -> None:
         self._url = url
+        self._on_displays = on_displays
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._outbox = outbox
         self._report = report
@@ -70,9 +72,12 @@ class BrokerChannel:
             try:
                 message = BROKER_MESSAGE.validate_json(raw)
             except ValidationError as exc:
-                log.error("bad message from broker", extra={"error": str(exc)[:500]})
+                log.error("bad message from broker", extra={"error": redact_text(str(exc))[:500]})
                 continue
-            self._outbox.acknowledge(message.ids)
+            if isinstance(message, Ack):
+                self._outbox.acknowledge(message.ids)
+            elif self._on_displays is not None:
+                self._on_displays(message)
 
 
 def _refused(error: BaseException) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camera_pod import memory
 from camera_pod.actions.overrides import ServiceOverrides
 from camera_pod.actions.services import ServiceSink
 from camera_pod.channel import BrokerChannel
@@ -35,7 +36,7 @@ from camera_pod.streams.pacing import FramePacer
 from camera_pod.usage import UsageSampler
 from camera_pod.visit_memory import VisitMemory
 from camera_pod.visits import VisitDecision, VisitTracker
-from detector.contract.pods import DetectionEvent, DisplaySubscription, PodHealth, PodSpec, StreamReport
+from detector.contract.pods import DetectionEvent, Displays, DisplaySubscription, PodHealth, PodSpec, StreamReport
 from detector.kit.errors import DetectorError
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,33 @@ class _Pipeline:
 
 
 @dataclass
+class _Display:
+    """One display subscription of the camera, served by its own task; its model can change under it."""
+
+    spec: DisplaySubscription
+    subscription: StreamSubscription | None = None
+    pipeline: _Pipeline | None = None
+    visits: VisitTracker | None = None
+    task: asyncio.Task[None] | None = None
+    swap: asyncio.Task[None] | None = None
+    error: str | None = None
+
+    def stop(self) -> None:
+        for task in (self.task, self.swap):
+            if task is not None:
+                task.cancel()
+
+    async def stopped(self) -> None:
+        self.stop()
+        await asyncio.gather(*(t for t in (self.task, self.swap) if t is not None), return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("applying the display subscriptions failed", exc_info=task.exception())
+
+
+@dataclass
 class CameraPod:
     spec: PodSpec
     settings: PodSettings
@@ -72,10 +100,12 @@ class CameraPod:
     visit_memory: VisitMemory = field(init=False)
     hub: StreamHub = field(default_factory=StreamHub)
     services: ServiceOverrides = field(default_factory=ServiceOverrides)
-    model_error: str | None = None
     _started: float = field(default_factory=time.monotonic)
-    _subscriptions: list[StreamSubscription] = field(default_factory=list)
+    _displays: dict[str, _Display] = field(default_factory=dict)
     _pipelines: dict[str, _Pipeline] = field(default_factory=dict)
+    _config: StreamConfig | None = None
+    _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _swapping: asyncio.Lock = field(default_factory=asyncio.Lock)  # one archive beside the running ones at most
     _durable_sinks: dict[Path, DurableSink] = field(default_factory=dict)
     channel: BrokerChannel | None = None
     store: ArchiveStore = field(init=False)
@@ -91,22 +121,152 @@ class CameraPod:
 
     async def run(self) -> None:
         token = self.settings.auth_token.get_secret_value() if self.settings.auth_token else None
-        self.channel = BrokerChannel(self.spec.broker_url, self.outbox, self.report, token=token)
-        config = stream_config(self.spec)
-        tasks = [asyncio.create_task(self.channel.run(), name="broker-channel")]
-        # Models first: frames decoded while a model loads would only be dropped.
-        pipelines = [await self._pipeline(display, self.store) for display in self.spec.subscriptions]
-        for display, pipeline in zip(self.spec.subscriptions, pipelines, strict=True):
-            crop = Crop(**display.crop.model_dump()) if display.crop else None
-            subscription = self.hub.subscribe(display.identifier, config, crop)
-            self._subscriptions.append(subscription)
-            tasks.append(asyncio.create_task(self._serve(display, subscription, pipeline), name=display.identifier))
+        self.channel = BrokerChannel(self.spec.broker_url, self.outbox, self.report, token=token,
+                                     on_displays=self._displays_sent)
+        self._config = stream_config(self.spec)
+        channel = asyncio.create_task(self.channel.run(), name="broker-channel")
         try:
-            await asyncio.gather(*tasks)
+            await self.apply(self.spec.subscriptions)
+            await channel
         finally:
-            for task in tasks:
-                task.cancel()
+            channel.cancel()
+            for display in list(self._displays.values()):
+                display.stop()
             await self.close()
+
+    # ---- live display changes -------------------------------------------------------------------
+
+    def _displays_sent(self, message: Displays) -> None:
+        task = asyncio.get_running_loop().create_task(self.apply(message.subscriptions), name="apply-displays")
+        task.add_done_callback(_log_failure)
+
+    async def apply(self, wanted: list[DisplaySubscription]) -> None:
+        """Serve exactly ``wanted``, live: a display added or removed, a crop or a model changed costs the
+        other displays nothing (one decode for all; their visits and classification reuse stay)."""
+        async with self._applying:
+            by_id = {display.identifier: display for display in wanted}
+            for identifier in [i for i in self._displays if i not in by_id]:
+                await self._remove(identifier)
+            for display in wanted:
+                current = self._displays.get(display.identifier)
+                if current is None:
+                    self._add(display)
+                elif current.spec != display:
+                    self._change(current, display)
+            self.spec = self.spec.model_copy(update={"subscriptions": list(wanted)})
+
+    def _add(self, spec: DisplaySubscription) -> None:
+        display = _Display(spec)
+        self._displays[spec.identifier] = display
+        display.task = asyncio.create_task(self._start(display), name=spec.identifier)
+        log.info("display added", extra={"subscription": spec.identifier})
+
+    async def _remove(self, identifier: str) -> None:
+        display = self._displays.pop(identifier)
+        await display.stopped()
+        if display.subscription is not None:
+            await asyncio.to_thread(self.hub.unsubscribe, display.subscription)
+        await self._release_unused()
+        log.info("display removed", extra={"subscription": identifier})
+
+    def _change(self, display: _Display, spec: DisplaySubscription) -> None:
+        before, display.spec = display.spec, spec
+        if spec.crop != before.crop and display.subscription is not None:
+            display.subscription.crop = Crop(**spec.crop.model_dump()) if spec.crop else None
+            log.info("display crop changed", extra={"subscription": spec.identifier})
+        if spec.model_url == before.model_url:
+            return
+        if display.pipeline is None:  # still loading its first model: load the new one instead
+            display.stop()
+            display.task = asyncio.create_task(self._start(display), name=spec.identifier)
+            return
+        if display.swap is not None:
+            display.swap.cancel()
+        display.swap = asyncio.create_task(self._swap(display), name=f"swap-{spec.identifier}")
+
+    async def _start(self, display: _Display) -> None:
+        """Models first: frames decoded while a model loads would only be dropped."""
+        display.pipeline = await self._load_retrying(display, display.spec.model_url, swap=False)
+        display.visits = self._visit_tracker(display.pipeline)
+        if display.visits is not None:
+            display.visits.resume = self.visit_memory.recall(display.spec.identifier)
+        assert self._config is not None
+        crop = Crop(**display.spec.crop.model_dump()) if display.spec.crop else None
+        display.subscription = self.hub.subscribe(display.spec.identifier, self._config, crop)
+        await self._serve(display)
+
+    async def _swap(self, display: _Display) -> None:
+        """Hot model swap: the new archive is loaded and tried beside the running one, then the display switches
+        between two frames. Until it works the old model keeps running; the display's error says why."""
+        url = display.spec.model_url
+        started = time.perf_counter()
+        log.info("loading a new model beside the running one", extra={"subscription": display.spec.identifier,
+                                                                       "model": display.spec.model_id})
+        pipeline = await self._load_retrying(display, url, swap=True)
+        if url != display.spec.model_url:
+            return  # changed again meanwhile: that change's swap takes over
+        tracking_changed = pipeline.archive.config.pipeline.tracking != \
+            (display.pipeline.archive.config.pipeline.tracking if display.pipeline else None)
+        display.pipeline, display.error, display.swap = pipeline, None, None
+        if tracking_changed:
+            display.visits = self._visit_tracker(pipeline)
+        log.info("model swapped", extra={"subscription": display.spec.identifier, "model": display.spec.model_id,
+                                         "sha256": pipeline.archive.sha256[:12],
+                                         "after_s": round(time.perf_counter() - started, 2)})
+        await self._release_unused()
+
+    async def _load_retrying(self, display: _Display, url: str, *, swap: bool) -> _Pipeline:
+        attempt = 0
+        while True:
+            try:
+                if not swap:
+                    return await self._pipeline(url)
+                async with self._swapping:
+                    memory.check_room_for_another(self._pipelines_in_use())
+                    pipeline = await self._pipeline(url)
+                    await self._try_first_inference(display, pipeline)
+                    return pipeline
+            except (DetectorError, MemoryError) as exc:
+                attempt += 1
+                delay = min(60.0, 2.0 * attempt)
+                what = "new model kept out; the running one stays" if swap else "cannot load model"
+                display.error = f"model {display.spec.model_id}: {exc}"
+                log.error(f"{what}; retrying", extra={"subscription": display.spec.identifier, "error": str(exc),
+                                                      "retry_in_s": delay})
+                await self._release_unused()
+                await asyncio.sleep(delay)
+
+    async def _try_first_inference(self, display: _Display, pipeline: _Pipeline) -> None:
+        """A new archive must run once on this camera's latest frame (no writes) before the display uses it."""
+        frame = display.subscription.latest() if display.subscription is not None else None
+        if frame is None:
+            return
+        context = FrameContext(camera_id=display.spec.identifier, display_id=display.spec.identifier.split(";")[0],
+                               captured_at=datetime.fromtimestamp(frame.captured_at, UTC))
+        try:
+            await pipeline.engine.process(np.ascontiguousarray(frame.image), context, act=False)
+        except Exception as exc:
+            raise DetectorError(f"first inference failed: {type(exc).__name__}: {exc}") from exc
+
+    def _pipelines_in_use(self) -> list[_Pipeline]:
+        return [d.pipeline for d in self._displays.values() if d.pipeline is not None]
+
+    async def _release_unused(self) -> None:
+        """Models no display uses any more are freed (a model shared by several stays while one uses it)."""
+        used = {pipeline.archive.sha256 for pipeline in self._pipelines_in_use()}
+        for sha in [sha for sha in self._pipelines if sha not in used]:
+            pipeline = self._pipelines.pop(sha)
+            await asyncio.to_thread(pipeline.engine.close)  # waits for a frame still in flight on it
+            self.store.release(sha)
+            if not isinstance(pipeline.sink, DurableSink) and all(
+                    p.sink is not pipeline.sink for p in self._pipelines.values()):
+                await pipeline.sink.close()
+            log.info("model freed", extra={"sha256": sha[:12]})
+
+    @property
+    def model_error(self) -> str | None:
+        """The first display error (a model that does not load, or a swap kept out), if any."""
+        return next((d.error for d in self._displays.values() if d.error), None)
 
     async def close(self) -> None:
         """Idempotent: both the run loop and the process's shutdown path call it."""
@@ -121,22 +281,10 @@ class CameraPod:
 
     # ---- models ---------------------------------------------------------------------------------
 
-    async def _pipeline(self, display: DisplaySubscription, store: ArchiveStore) -> _Pipeline:
-        attempt = 0
-        while True:
-            try:
-                archive = await store.load(display.model_url)
-                config = self.services.apply(archive.config)
-                break
-            except DetectorError as exc:
-                attempt += 1
-                self.model_error = f"model {display.model_id}: {exc}"
-                delay = min(60.0, 2.0 * attempt)
-                log.error("cannot load model; retrying", extra={"subscription": display.identifier,
-                                                                "error": str(exc), "retry_in_s": delay})
-                await asyncio.sleep(delay)
-        self.model_error = None
+    async def _pipeline(self, url: str) -> _Pipeline:
+        archive = await self.store.load(url)
         if archive.sha256 not in self._pipelines:
+            config = self.services.apply(archive.config)
             sink = self._sink(config)
             engine = PipelineEngine(archive, sink, max_workers=self.settings.inference_workers)
             self._pipelines[archive.sha256] = _Pipeline(archive, engine, sink)
@@ -160,30 +308,29 @@ class CameraPod:
 
     # ---- per display ----------------------------------------------------------------------------
 
-    async def _serve(self, display: DisplaySubscription, subscription: StreamSubscription,
-                     pipeline: _Pipeline) -> None:
-        visits = self._visit_tracker(pipeline)
-        if visits is not None:
-            visits.resume = self.visit_memory.recall(display.identifier)
+    async def _serve(self, display: _Display) -> None:
+        """Frames of this display, each through the display's model of the moment (a swap takes the next frame)."""
         reuse = ClassificationReuse(max_age_s=self.settings.classify_interval_s, growth=self.settings.classify_growth) \
             if self.settings.classify_interval_s > 0 else None
-        display_id = display.identifier.split(";", 1)[0]
+        identifier = display.spec.identifier
+        display_id = identifier.split(";", 1)[0]
         pacer = FramePacer.from_poll_interval(self.spec.poll_interval_ms)  # frames in between are skipped
+        assert display.subscription is not None
         while True:
-            got = await pacer.next_frame(subscription, 1.0)
-            if got is None:
+            got = await pacer.next_frame(display.subscription, 1.0)
+            if got is None or display.pipeline is None:
                 continue
             image = np.ascontiguousarray(got.image)
-            context = FrameContext(camera_id=display.identifier, display_id=display_id,
+            context = FrameContext(camera_id=identifier, display_id=display_id,
                                    captured_at=datetime.fromtimestamp(got.frame.captured_at, UTC))
             started = time.perf_counter()
             try:
-                await self._process(display, pipeline, visits, image, context, got.frame, reuse)
+                await self._process(display.spec, display.pipeline, display.visits, image, context, got.frame, reuse)
             except Exception:  # one bad frame never stops the camera
-                log.exception("pipeline failed on a frame", extra={"subscription": display.identifier})
+                log.exception("pipeline failed on a frame", extra={"subscription": identifier})
             if reuse is not None:
-                self._count_reuse(display, reuse)
-            self.metrics.pipeline_seconds.labels(display.identifier).observe(time.perf_counter() - started)
+                self._count_reuse(display.spec, reuse)
+            self.metrics.pipeline_seconds.labels(identifier).observe(time.perf_counter() - started)
 
     def _visit_tracker(self, pipeline: _Pipeline) -> VisitTracker | None:
         """The root node's ``tracking`` settings win over the pod's defaults; disabled means per-frame events."""
@@ -242,11 +389,16 @@ class CameraPod:
 
     # ---- status ---------------------------------------------------------------------------------
 
+    def _any_subscription(self) -> StreamSubscription | None:
+        return next((d.subscription for d in self._displays.values() if d.subscription is not None), None)
+
     def latest_frame(self) -> Frame | None:
-        return self._subscriptions[0].latest() if self._subscriptions else None
+        subscription = self._any_subscription()
+        return subscription.latest() if subscription else None
 
     def report(self) -> StreamReport:
-        status = self._subscriptions[0].status() if self._subscriptions else None
+        subscription = self._any_subscription()
+        status = subscription.status() if subscription else None
         m = self.metrics
         if status is not None:
             m.online.set(status.online)
@@ -257,18 +409,22 @@ class CameraPod:
             m.decode_errors.set(status.decode_errors)
         m.outbox.set(len(self.outbox))
         error = self.model_error or (status.last_error if status else None)
-        return StreamReport(online=bool(status and status.online and not self.model_error),
+        # A display on its old model while a new one is kept out still runs: only one without a model is down.
+        modelless = any(d.pipeline is None for d in self._displays.values())
+        return StreamReport(online=bool(status and status.online and not modelless),
                             state=status.state.value if status else "starting", fps=status.fps if status else 0.0,
                             last_frame_at=status.last_frame_at if status else None,
                             frames=status.frames if status else 0, reconnects=status.reconnects if status else 0,
-                            last_error=error, http_port=self.http_port, usage=self.usage.sample())
+                            last_error=error, http_port=self.http_port, usage=self.usage.sample(),
+                            display_errors={i: d.error for i, d in self._displays.items() if d.error})
 
     def health(self) -> PodHealth:
         ok, detail = self.healthy()
         return PodHealth(ok=ok, detail=detail, report=self.report())
 
     def healthy(self) -> tuple[bool, str]:
-        status = self._subscriptions[0].status() if self._subscriptions else None
+        subscription = self._any_subscription()
+        status = subscription.status() if subscription else None
         if status is not None and status.online:
             return True, "frames flowing"
         if time.monotonic() - self._started < STARTUP_GRACE_S:

@@ -49,7 +49,9 @@ class OperatorContext:
 
 
 def revision_of(spec: CameraSubscriptionSpec) -> str:
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:10]
+    """What the pod itself is given: its stream and settings. The display subscriptions are not in it: a
+    running pod takes those live from the broker (a crop or model change, a display added, rolls no pod)."""
+    return hashlib.sha256(spec.model_dump_json(exclude={"subscriptions"}).encode()).hexdigest()[:10]
 
 
 def parse_spec(spec: Mapping[str, Any]) -> CameraSubscriptionSpec:

@@ -95,6 +95,12 @@ class ArchiveStore:
             pending.add_done_callback(lambda _: self._in_flight.pop(source, None))
         return await asyncio.shield(pending)
 
+    def release(self, sha256: str) -> None:
+        """Forget a loaded archive (its models are freed once nothing else holds them); the files stay cached."""
+        self._loaded.pop(sha256, None)
+        for source in [s for s, sha in self._sha_by_source.items() if sha == sha256]:
+            del self._sha_by_source[source]
+
     def load_blocking(self, source: str) -> LoadedArchive:
         """For tools without an event loop (CLI)."""
         return asyncio.run(self.load(source))

@@ -60,7 +60,7 @@ class StreamSpec(_Closed):
 
 
 class PodSpec(_Closed):
-    """Everything one camera pod needs; a change of any field replaces the pod."""
+    """Everything one camera pod needs; a change of any field but ``subscriptions`` replaces the pod."""
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     stream: StreamSpec
@@ -78,9 +78,14 @@ class PodSpec(_Closed):
                                                       "this long end its visit; the next car is a new one")
 
     def digest(self) -> str:
-        """What the pod runs: a change of it replaces the pod (the broker's echo of the entries does not)."""
-        running = self.model_dump_json(exclude={"subscriptions": {"__all__": {"received"}}})
+        """What the pod itself is given: a change of it replaces the pod. Its display subscriptions (crops,
+        models, displays added or removed) are not in it: a running pod takes those live (``Displays``)."""
+        running = self.model_dump_json(exclude={"subscriptions"})
         return hashlib.sha256(running.encode()).hexdigest()[:16]
+
+    def displays(self) -> Displays:
+        """The live part, as sent to the pod (without the broker's echo of what the backend sent)."""
+        return Displays(subscriptions=[d.model_copy(update={"received": None}) for d in self.subscriptions])
 
 
 # ---- pod → broker ---------------------------------------------------------------------------------
@@ -123,6 +128,8 @@ class StreamReport(_Closed):
     last_error: str | None
     http_port: int
     usage: PodUsage | None = None
+    display_errors: dict[str, str] = Field(default_factory=dict, description="by display identifier: a model "
+                                           "that does not load, or a new one kept out (the old one runs)")
 
 
 class PodHealth(_Closed):
@@ -147,4 +154,15 @@ class Ack(_Closed):
     ids: list[str]
 
 
-BROKER_MESSAGE: TypeAdapter[Ack] = TypeAdapter(Ack)
+class Displays(_Closed):
+    """The display subscriptions the pod serves now (all of them): applied live, without a new decode.
+
+    Sent on every change and whenever the pod's link is (re)attached, so a pod restarted or a broker
+    restarted always ends up with the broker's current list; the pod's environment only starts it."""
+
+    kind: Literal["displays"] = "displays"
+    subscriptions: list[DisplaySubscription] = Field(min_length=1)
+
+
+BrokerMessage = Annotated[Ack | Displays, Field(discriminator="kind")]
+BROKER_MESSAGE: TypeAdapter[BrokerMessage] = TypeAdapter(BrokerMessage)

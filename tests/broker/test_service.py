@@ -87,11 +87,15 @@ async def test_one_pod_per_camera_and_an_identical_list_changes_nothing(broker: 
     assert len(runner(broker).started) == 2 and runner(broker).stopped == []
 
 
-async def test_a_changed_crop_replaces_only_that_camera(broker: Broker) -> None:
+async def test_display_changes_replace_no_camera_and_a_stream_change_replaces_only_that_one(broker: Broker) -> None:
     await broker.reconcile([subscription("d1;cam"), subscription("d3;other", url="rtsp://cam-2/stream")])
-    await broker.reconcile([subscription("d1;cam", cropX1=0, cropY1=0, cropX2=10, cropY2=10),
+    await broker.reconcile([subscription("d1;cam", cropX1=0, cropY1=0, cropX2=10, cropY2=10),  # a crop
+                            subscription("d2;cam"),  # a display added to a running camera
                             subscription("d3;other", url="rtsp://cam-2/stream")])
-    assert runner(broker).stopped == [pod_name("rtsp://cam-1/stream|None")]
+    assert runner(broker).stopped == [], "the pods take display changes live"
+    await broker.reconcile([subscription("d1;cam", url="rtsp://cam-9/stream"),
+                            subscription("d3;other", url="rtsp://cam-2/stream")])
+    assert runner(broker).stopped == [pod_name("rtsp://cam-1/stream|None")], "a new stream is a new pod"
 
 
 async def test_legacy_subscribe_and_unsubscribe_go_through_reconcile(broker: Broker) -> None:
@@ -263,3 +267,25 @@ async def test_cameras_stop_only_after_the_grace_period(broker: Broker) -> None:
     await asyncio.sleep(2.0)
     watcher.cancel()
     assert runner(broker).specs == {}
+
+
+async def test_pods_are_sent_their_display_subscriptions_on_change_and_on_every_new_link(broker: Broker) -> None:
+    from detector.contract.pods import BROKER_MESSAGE, Displays
+
+    pod = Backend()
+    await broker.reconcile([subscription("d1;cam")])
+    (name,) = runner(broker).specs
+    link = broker.pods.attach(name, pod)  # type: ignore[arg-type]
+    await broker.send_displays(link)  # what the pod endpoint does on attach
+    await broker.reconcile([subscription("d1;cam")])  # nothing changed: nothing sent again
+    await broker.reconcile([subscription("d1;cam", cropX1=0, cropY1=0, cropX2=10, cropY2=10), subscription("d2;cam")])
+    sent = [BROKER_MESSAGE.validate_python(message) for message in pod.sent]
+    assert all(isinstance(message, Displays) for message in sent)
+    assert [[d.identifier for d in m.subscriptions] for m in sent] == [["d1;cam"], ["d1;cam", "d2;cam"]]
+    assert sent[1].subscriptions[0].crop is not None and sent[1].subscriptions[0].received is None, \
+        "the pod gets the crop, not the broker's echo of the entry"
+    assert runner(broker).stopped == [], "a display change restarts no pod"
+
+    again = broker.pods.attach(name, Backend())  # type: ignore[arg-type]  # the pod reconnected (or restarted)
+    await broker.send_displays(again)
+    assert len(again.socket.sent) == 1  # type: ignore[attr-defined]

@@ -190,6 +190,27 @@ async def test_a_spec_change_replaces_the_pod_once_the_new_one_is_ready(api: Api
         assert status["observedGeneration"] == 2
 
 
+async def test_a_display_change_keeps_the_pod_and_a_stream_change_rolls_it(api: Api) -> None:
+    """Display subscriptions reach the running pod live (through the broker): the pod keeps its name and uid."""
+    async with api.operator():
+        await api.create(SPEC)
+        ((first, manifest),) = (await until(lambda: api.pods())).items()
+        await api.set_pod_status(first, running())
+        await until(lambda: api.status().get("phase") == "Running")
+        display = {**SPEC["subscriptions"][0], "crop": {"x1": 0, "y1": 0, "x2": 64, "y2": 64}}
+        await api.change({**SPEC, "subscriptions": [display]}, generation=2)
+        await until(lambda: api.status().get("observedGeneration") == 2)
+        await asyncio.sleep(4 * STATUS_INTERVAL_S)
+        pods = await asyncio.to_thread(api.pods)
+        assert list(pods) == [first], "the same pod (kmock gives pods no uid: the name is what identifies it)"
+        assert pods[first]["spec"] == manifest["spec"], "not replaced by another of the same name"
+
+        await api.change({**SPEC, "subscriptions": [display], "stream": {**SPEC["stream"], "kind": "snapshot",
+                                                                         "snapshotIntervalMs": 500}}, generation=3)
+        pods = await until(lambda: len(api.pods()) == 2 and api.pods())
+        assert first in pods, "a stream change rolls the pod: a new one beside the old until it is ready"
+
+
 async def test_pod_failures_show_in_status_with_the_reason(api: Api) -> None:
     async with api.operator():
         await api.create(SPEC)

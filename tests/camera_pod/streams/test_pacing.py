@@ -149,7 +149,9 @@ async def test_the_pod_paces_each_display_by_its_spec(tmp_path: Path, monkeypatc
     camera = SimulatedCamera(clock, fps=25)
     try:
         with pytest.raises(asyncio.CancelledError):
-            await pod._serve(spec.subscriptions[0], camera, None)  # type: ignore[arg-type]
+            display = runtime._Display(spec.subscriptions[0], subscription=camera,  # type: ignore[arg-type]
+                                       pipeline=object())  # type: ignore[arg-type]
+            await pod._serve(display)
     finally:
         pod.outbox.close()
     assert min(np.diff(processed)) >= 0.2 - 1e-9
