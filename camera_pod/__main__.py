@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
 import sys
+import traceback
+from typing import NoReturn
 
 import uvicorn
 
@@ -85,9 +88,34 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.spec, os.environ)
     except SpecError as exc:
         raise SystemExit(f"camera_pod: {exc}") from None
-    asyncio.run(serve(spec, settings, args.host, args.port))
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(serve(spec, settings, args.host, args.port))
+    finally:
+        # Not asyncio.run: it would wait for the executor's threads (see exit_now); close() does not.
+        loop.close()
     return 0
 
 
+def exit_now(code: int) -> NoReturn:
+    """Leave without waiting for worker threads: a model download or ONNX export still running in one
+    (cancelled tasks do not stop threads) would hold a stopping pod for as long as it takes, and a pod whose
+    broker died must go at once. Everything durable is closed by then (``CameraPod.close``); exports and
+    extractions write to a temporary name and rename, so an interrupted one leaves nothing half-written."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except SystemExit as stop:
+        status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        if not isinstance(stop.code, int | None):
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    exit_now(status)

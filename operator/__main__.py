@@ -13,6 +13,7 @@ from kubernetes import config as k8s_config
 from detector.kit import logs
 
 from . import handlers
+from .rolling import RollBudget
 from .settings import OperatorSettings
 
 
@@ -34,7 +35,8 @@ async def run(settings: OperatorSettings) -> None:
     # operator needs no ClusterRole at all (API discovery is open to every authenticated client).
     kopf_settings.scanning.disabled = True
     async with httpx.AsyncClient(timeout=httpx.Timeout(3.0)) as http:
-        context = handlers.OperatorContext(core=_core_api(), defaults=settings.pod_defaults(), http=http)
+        context = handlers.OperatorContext(core=_core_api(), defaults=settings.pod_defaults(), http=http,
+                                           rolls=RollBudget(limit=settings.max_concurrent_rolls))
         await kopf.operator(
             registry=registry, settings=kopf_settings, namespaces=[settings.namespace], memo=kopf.Memo(context=context),
             peering_name=settings.peering, priority=settings.peering_priority,

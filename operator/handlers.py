@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ from . import kube
 from .health import read_health
 from .manifests import PodDefaults, build_claim, build_pod
 from .pod_status import PodView, stale_pods, summarize
+from .rolling import RollBudget
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +48,16 @@ class OperatorContext:
     defaults: PodDefaults
     http: httpx.AsyncClient
     pod_http_port: int = POD_HTTP_PORT
+    rolls: RollBudget = field(default_factory=RollBudget)
 
 
-def revision_of(spec: CameraSubscriptionSpec) -> str:
-    """What the pod itself is given: its stream and settings. The display subscriptions are not in it: a
-    running pod takes those live from the broker (a crop or model change, a display added, rolls no pod)."""
-    return hashlib.sha256(spec.model_dump_json(exclude={"subscriptions"}).encode()).hexdigest()[:10]
+def revision_of(spec: CameraSubscriptionSpec, defaults: PodDefaults) -> str:
+    """What the pod itself is given: its stream and settings, and the operator's pod defaults (image,
+    resources...: a new operator configuration reaches running cameras, ``RollBudget`` at a time). The display
+    subscriptions are not in it: a running pod takes those live from the broker (a crop or model change, a
+    display added, rolls no pod)."""
+    given = {"spec": spec.model_dump(mode="json", exclude={"subscriptions"}), "defaults": asdict(defaults)}
+    return hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def parse_spec(spec: Mapping[str, Any]) -> CameraSubscriptionSpec:
@@ -76,10 +82,19 @@ async def _converge(context: OperatorContext, name: str, namespace: str, uid: st
 
     Returns the current pod (None if not created yet) and the pod replaced because it failed for good.
     """
-    wanted = build_pod(name, namespace, uid, spec, context.defaults, revision=revision_of(spec))
+    wanted = build_pod(name, namespace, uid, spec, context.defaults, revision=revision_of(spec, context.defaults))
     wanted_name = wanted["metadata"]["name"]
     views = [PodView.of(pod) for pod in await asyncio.to_thread(kube.pods_of, context.core, namespace, name)]
     current = next((view for view in views if view.name == wanted_name), None)
+    roll = f"{namespace}/{name}"
+    older = [view for view in views if view is not current and not view.terminating]
+    if current is None and older and not context.rolls.take(roll):
+        # Another revision runs and the roll budget is spent: it keeps serving; the next status tick retries.
+        serving = next((view for view in older if view.ready), older[0])
+        log.info("camera pod %s waits for a roll slot (%d in progress)", wanted_name, context.rolls.in_progress)
+        return serving, None
+    if current is not None and not older:
+        context.rolls.release(roll)
     replaced = None
     if current is not None and current.phase in ("Failed", "Succeeded"):
         # Evicted or lost with its node: a pod never comes back from these phases; replace it.
@@ -136,7 +151,8 @@ async def reconcile(spec: kopf.Spec, name: str, namespace: str | None, uid: str,
         raise
     current, _ = await _converge(context, name, _namespace_of(name, namespace), uid, parsed)
     if current is None:
-        patch.status.update({"phase": "Pending", "pod": f"{name}-{revision_of(parsed)}", "podIP": None,
+        patch.status.update({"phase": "Pending", "pod": f"{name}-{revision_of(parsed, context.defaults)}",
+                             "podIP": None,
                              "subscribers": len(parsed.subscriptions), "lastError": None,
                              "observedGeneration": meta.get("generation")})
 

@@ -40,6 +40,8 @@ class OperatorSettings(BaseSettings):
     services_secret: str | None = Field(None, description="Secret with Redis/PostgreSQL overrides for camera pods")
     auth_secret: str | None = Field(None, description="Secret whose key 'token' camera pods present to the broker")
     status_interval_sec: float = Field(10.0, ge=0.1, description="how often pod health is read into status")
+    max_concurrent_rolls: int = Field(4, ge=1, le=1000, description="camera pods replaced at once (a new image "
+                                      "or resources roll every camera; the others wait their turn)")
     peering: str = Field("detector", description="KopfPeering name: replicas with the same name never both act")
     peering_priority: int = Field(default_factory=lambda: random.randint(1, 1_000_000),
                                   description="the highest-priority replica works; distinct by default")

@@ -24,6 +24,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from detector_operator.manifests import PodDefaults, StateVolume
+from detector_operator.rolling import RollBudget
 from tests.operator.test_manifests import SPEC
 from tests.support import kube
 from tests.support.operator_harness import HealthEndpoint, running_operator
@@ -60,14 +61,16 @@ class Api:
         self.custom = k8s.CustomObjectsApi(client)
 
     @contextlib.asynccontextmanager
-    async def operator(self, defaults: PodDefaults | None = None) -> AsyncIterator[None]:
+    async def operator(self, defaults: PodDefaults | None = None, rolls: RollBudget | None = None,
+                       ) -> AsyncIterator[None]:
         async with running_operator(self.url, self.core, defaults or PodDefaults(gpu=1), namespace=NS,
-                                    pod_http_port=self.health_port, status_interval_s=STATUS_INTERVAL_S):
+                                    pod_http_port=self.health_port, status_interval_s=STATUS_INTERVAL_S,
+                                    rolls=rolls):
             yield
 
-    async def create(self, spec: dict[str, Any]) -> None:
+    async def create(self, spec: dict[str, Any], name: str = "cam-001", uid: str = UID) -> None:
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CameraSubscription",
-                "metadata": {"name": "cam-001", "namespace": NS, "uid": UID, "generation": 1,
+                "metadata": {"name": name, "namespace": NS, "uid": uid, "generation": 1,
                              "resourceVersion": "1"},
                 "spec": copy.deepcopy(spec)}
         await asyncio.to_thread(self.custom.create_namespaced_custom_object, GROUP, VERSION, NS, PLURAL, body)

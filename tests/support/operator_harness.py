@@ -21,6 +21,7 @@ from kubernetes import client as k8s
 from detector.contract.pods import PodHealth, StreamReport
 from detector_operator import handlers
 from detector_operator.manifests import PodDefaults
+from detector_operator.rolling import RollBudget
 from tests.support.servers import free_port
 
 
@@ -53,7 +54,7 @@ class HealthEndpoint:
 @contextlib.asynccontextmanager
 async def running_operator(url: str, core: k8s.CoreV1Api, defaults: PodDefaults, *, namespace: str,
                            pod_http_port: int, status_interval_s: float,
-                           event_level: int | None = None) -> AsyncIterator[None]:
+                           event_level: int | None = None, rolls: RollBudget | None = None) -> AsyncIterator[None]:
     """The operator's handlers under real Kopf against ``url``; ``event_level``: post Kubernetes events of
     Kopf's per-object log records from that level (None: no events)."""
     registry = kopf.OperatorRegistry()
@@ -70,7 +71,8 @@ async def running_operator(url: str, core: k8s.CoreV1Api, defaults: PodDefaults,
     else:
         settings.posting.level = event_level
     async with httpx.AsyncClient(timeout=2) as http:
-        context = handlers.OperatorContext(core, defaults, http, pod_http_port=pod_http_port)
+        context = handlers.OperatorContext(core, defaults, http, pod_http_port=pod_http_port,
+                                           rolls=rolls or RollBudget())
         stop = asyncio.Event()
         operator = asyncio.create_task(kopf.operator(
             registry=registry, namespaces=[namespace], standalone=True, settings=settings, stop_flag=stop,
