@@ -33,6 +33,10 @@ def workload_usage(reports: Iterable[PodUsage | None]) -> Usage:
     memory = sum(u.memory_limit_bytes for u in usages)
     gpu_usage, gpu_memory = summarize([GpuReading(g.uuid, g.utilisation_percent, g.memory_used_bytes,
                                                   g.memory_total_bytes) for u in usages for g in u.gpus])
-    return {"cpuUsage": round(sum(u.cpu_used_cores for u in usages) / cpus * 100, 1) if cpus else 0.0,
-            "memoryUsage": round(sum(u.memory_used_bytes for u in usages) / memory * 100, 1) if memory else 0.0,
+    # Each pod's share is capped at its limit: a process's CPU time between two samples can exceed what its
+    # limit allows for that instant (sampling jitter, a burst before the throttle), never on average.
+    used_cores = sum(min(u.cpu_used_cores, u.cpu_limit_cores) for u in usages)
+    used_memory = sum(min(u.memory_used_bytes, u.memory_limit_bytes) for u in usages)
+    return {"cpuUsage": round(used_cores / cpus * 100, 1) if cpus else 0.0,
+            "memoryUsage": round(used_memory / memory * 100, 1) if memory else 0.0,
             "gpuUsage": gpu_usage, "gpuMemoryUsage": gpu_memory}

@@ -226,6 +226,11 @@ async def test_in_a_cluster_the_load_figures_are_the_camera_pods_own() -> None:
     assert broker.usage() == {"cpuUsage": 50.0, "memoryUsage": 25.0, "gpuUsage": 60.0, "gpuMemoryUsage": 25.0}
     assert broker.state_report().cpuUsage == 50.0
 
+    burst = PodUsage(cpu_used_cores=2.8, cpu_limit_cores=2, memory_used_bytes=1 << 30, memory_limit_bytes=4 << 30)
+    for name in (first, second):
+        broker.pods.update(broker.pods.links[name], report(burst))
+    assert broker.usage()["cpuUsage"] == 100.0, "a burst over a pod's limit counts as its limit: never over 100 %"
+
 
 def test_locally_the_load_figures_are_the_machines() -> None:
     figures = Broker(BrokerSettings(), RecordingRunner()).usage()
