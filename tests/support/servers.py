@@ -36,9 +36,14 @@ class RtspServer:
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/stream"
 
+    def server_args(self) -> list[str]:
+        """Options of rtsp_server.py beyond port, video and mode (a subclass adds its own)."""
+        return []
+
     def start(self) -> RtspServer:
         self._process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SCRIPT), str(self.port), str(self.video), "--mode", self.mode],
+            [SYSTEM_PYTHON, str(RTSP_SCRIPT), str(self.port), str(self.video), "--mode", self.mode,
+             *self.server_args()],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self._process.stdout is not None
         first = self._process.stdout.readline().strip()
