@@ -146,7 +146,7 @@ async def open_ours(archive_path: Path, cache: Path, **overrides: Any) -> Ours:
     spec = PodSpec(name="bench", stream=StreamSpec(url=str(VIDEO), kind="file"), broker_url="ws://127.0.0.1:9/",
                    subscriptions=[DisplaySubscription(identifier=IDENTIFIER, model_url=str(archive_path),
                                                       model_id=1, model_name="bench")])
-    store = CameraPod(spec, settings).store  # the pod's own store: its model loader, its backend
+    store = CameraPod(spec, settings).pipelines.store  # the pod's own store: its model loader, its backend
     archive = await store.load(str(archive_path))
     engine = PipelineEngine(archive, None, max_workers=settings.inference_workers)
     ours = Ours(engine, archive, settings)

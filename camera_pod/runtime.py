@@ -8,23 +8,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 
 from camera_pod import memory
-from camera_pod.actions.overrides import ServiceOverrides
-from camera_pod.actions.services import ServiceSink
 from camera_pod.channel import BrokerChannel
-from camera_pod.inference import selection
+from camera_pod.displays import Display
+from camera_pod.loaded_pipelines import LoadedPipeline, LoadedPipelines
 from camera_pod.metrics import PodMetrics
-from camera_pod.mpta.fetching import DownloadLimits
-from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
-from camera_pod.mpta.schema import PipelineConfig
 from camera_pod.outbox import EventOutbox
-from camera_pod.outbox_actions import ActionOutbox, DurableSink, outbox_path
-from camera_pod.outbox_store import OutboxStore
-from camera_pod.pipeline.engine import FrameContext, PipelineEngine
+from camera_pod.pipeline.engine import FrameContext
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.pipeline.reuse import ClassificationReuse
 from camera_pod.settings import PodSettings
@@ -56,35 +49,6 @@ def expected_interval_s(spec: PodSpec) -> float | None:
     return 1 / spec.target_fps if spec.target_fps else None
 
 
-@dataclass
-class _Pipeline:
-    archive: LoadedArchive
-    engine: PipelineEngine
-    sink: ServiceSink | DurableSink
-
-
-@dataclass
-class _Display:
-    """One display subscription of the camera, served by its own task; its model can change under it."""
-
-    spec: DisplaySubscription
-    subscription: StreamSubscription | None = None
-    pipeline: _Pipeline | None = None
-    visits: VisitTracker | None = None
-    task: asyncio.Task[None] | None = None
-    swap: asyncio.Task[None] | None = None
-    error: str | None = None
-
-    def stop(self) -> None:
-        for task in (self.task, self.swap):
-            if task is not None:
-                task.cancel()
-
-    async def stopped(self) -> None:
-        self.stop()
-        await asyncio.gather(*(t for t in (self.task, self.swap) if t is not None), return_exceptions=True)
-
-
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("applying the display subscriptions failed", exc_info=task.exception())
@@ -99,22 +63,17 @@ class CameraPod:
     outbox: EventOutbox = field(init=False)
     visit_memory: VisitMemory = field(init=False)
     hub: StreamHub = field(default_factory=StreamHub)
-    services: ServiceOverrides = field(default_factory=ServiceOverrides)
+    pipelines: LoadedPipelines = field(init=False)
     _started: float = field(default_factory=time.monotonic)
-    _displays: dict[str, _Display] = field(default_factory=dict)
-    _pipelines: dict[str, _Pipeline] = field(default_factory=dict)
+    _displays: dict[str, Display] = field(default_factory=dict)
     _config: StreamConfig | None = None
     _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
     _swapping: asyncio.Lock = field(default_factory=asyncio.Lock)  # one archive beside the running ones at most
-    _durable_sinks: dict[Path, DurableSink] = field(default_factory=dict)
     channel: BrokerChannel | None = None
-    store: ArchiveStore = field(init=False)
     usage: UsageSampler = field(default_factory=UsageSampler)
 
     def __post_init__(self) -> None:
-        limits = DownloadLimits.from_settings(self.settings)
-        load_model = selection.model_loader(self.settings.cache_dir, selection.options_from_settings(self.settings))
-        self.store = ArchiveStore(self.settings.cache_dir, download_limits=limits, load_model=load_model)
+        self.pipelines = LoadedPipelines(self.spec.name, self.settings, self.metrics)
         self.outbox = EventOutbox(self.settings.durable_dir / f"{self.spec.name}-events.sqlite3",
                                   max_events=self.settings.event_outbox_max_events)
         self.visit_memory = VisitMemory(self.settings.durable_dir / f"{self.spec.name}-visits.json")
@@ -156,7 +115,7 @@ class CameraPod:
             self.spec = self.spec.model_copy(update={"subscriptions": list(wanted)})
 
     def _add(self, spec: DisplaySubscription) -> None:
-        display = _Display(spec)
+        display = Display(spec)
         self._displays[spec.identifier] = display
         display.task = asyncio.create_task(self._start(display), name=spec.identifier)
         log.info("display added", extra={"subscription": spec.identifier})
@@ -169,7 +128,7 @@ class CameraPod:
         await self._release_unused()
         log.info("display removed", extra={"subscription": identifier})
 
-    def _change(self, display: _Display, spec: DisplaySubscription) -> None:
+    def _change(self, display: Display, spec: DisplaySubscription) -> None:
         before, display.spec = display.spec, spec
         if spec.crop != before.crop and display.subscription is not None:
             display.subscription.crop = Crop(**spec.crop.model_dump()) if spec.crop else None
@@ -184,7 +143,7 @@ class CameraPod:
             display.swap.cancel()
         display.swap = asyncio.create_task(self._swap(display), name=f"swap-{spec.identifier}")
 
-    async def _start(self, display: _Display) -> None:
+    async def _start(self, display: Display) -> None:
         """Models first: frames decoded while a model loads would only be dropped."""
         display.pipeline = await self._load_retrying(display, display.spec.model_url, swap=False)
         display.visits = self._visit_tracker(display.pipeline)
@@ -195,7 +154,7 @@ class CameraPod:
         display.subscription = self.hub.subscribe(display.spec.identifier, self._config, crop)
         await self._serve(display)
 
-    async def _swap(self, display: _Display) -> None:
+    async def _swap(self, display: Display) -> None:
         """Hot model swap: the new archive is loaded and tried beside the running one, then the display switches
         between two frames. Until it works the old model keeps running; the display's error says why."""
         url = display.spec.model_url
@@ -215,15 +174,15 @@ class CameraPod:
                                          "after_s": round(time.perf_counter() - started, 2)})
         await self._release_unused()
 
-    async def _load_retrying(self, display: _Display, url: str, *, swap: bool) -> _Pipeline:
+    async def _load_retrying(self, display: Display, url: str, *, swap: bool) -> LoadedPipeline:
         attempt = 0
         while True:
             try:
                 if not swap:
-                    return await self._pipeline(url)
+                    return await self.pipelines.load(url)
                 async with self._swapping:
                     memory.check_room_for_another(self._pipelines_in_use())
-                    pipeline = await self._pipeline(url)
+                    pipeline = await self.pipelines.load(url)
                     await self._try_first_inference(display, pipeline)
                     return pipeline
             except (DetectorError, MemoryError) as exc:
@@ -236,32 +195,23 @@ class CameraPod:
                 await self._release_unused()
                 await asyncio.sleep(delay)
 
-    async def _try_first_inference(self, display: _Display, pipeline: _Pipeline) -> None:
+    async def _try_first_inference(self, display: Display, pipeline: LoadedPipeline) -> None:
         """A new archive must run once on this camera's latest frame (no writes) before the display uses it."""
         frame = display.subscription.latest() if display.subscription is not None else None
         if frame is None:
             return
-        context = FrameContext(camera_id=display.spec.identifier, display_id=display.spec.identifier.split(";")[0],
+        context = FrameContext(camera_id=display.spec.identifier, display_id=display.display_id,
                                captured_at=datetime.fromtimestamp(frame.captured_at, UTC))
         try:
             await pipeline.engine.process(np.ascontiguousarray(frame.image), context, act=False)
         except Exception as exc:
             raise DetectorError(f"first inference failed: {type(exc).__name__}: {exc}") from exc
 
-    def _pipelines_in_use(self) -> list[_Pipeline]:
+    def _pipelines_in_use(self) -> list[LoadedPipeline]:
         return [d.pipeline for d in self._displays.values() if d.pipeline is not None]
 
     async def _release_unused(self) -> None:
-        """Models no display uses any more are freed (a model shared by several stays while one uses it)."""
-        used = {pipeline.archive.sha256 for pipeline in self._pipelines_in_use()}
-        for sha in [sha for sha in self._pipelines if sha not in used]:
-            pipeline = self._pipelines.pop(sha)
-            await asyncio.to_thread(pipeline.engine.close)  # waits for a frame still in flight on it
-            self.store.release(sha)
-            if not isinstance(pipeline.sink, DurableSink) and all(
-                    p.sink is not pipeline.sink for p in self._pipelines.values()):
-                await pipeline.sink.close()
-            log.info("model freed", extra={"sha256": sha[:12]})
+        await self.pipelines.release_unused(self._pipelines_in_use())
 
     @property
     def model_error(self) -> str | None:
@@ -271,44 +221,12 @@ class CameraPod:
     async def close(self) -> None:
         """Idempotent: both the run loop and the process's shutdown path call it."""
         await asyncio.to_thread(self.hub.close)
-        pipelines, self._pipelines = list(self._pipelines.values()), {}
-        self._durable_sinks = {}
-        for pipeline in pipelines:
-            pipeline.engine.close()
-        for sink in {id(pipeline.sink): pipeline.sink for pipeline in pipelines}.values():
-            await sink.close()  # a durable one first gives its queue close_timeout_s to drain
+        await self.pipelines.close()
         self.outbox.close()
-
-    # ---- models ---------------------------------------------------------------------------------
-
-    async def _pipeline(self, url: str) -> _Pipeline:
-        archive = await self.store.load(url)
-        if archive.sha256 not in self._pipelines:
-            config = self.services.apply(archive.config)
-            sink = self._sink(config)
-            engine = PipelineEngine(archive, sink, max_workers=self.settings.inference_workers)
-            self._pipelines[archive.sha256] = _Pipeline(archive, engine, sink)
-        return self._pipelines[archive.sha256]
-
-    def _sink(self, config: PipelineConfig) -> ServiceSink | DurableSink:
-        """Writes go through the durable outbox (one SQLite file per pod and services) unless it is disabled."""
-        s = self.settings
-        if not s.action_outbox:
-            return ServiceSink(config, client_name=f"camera-pod-{self.spec.name}")
-        path = outbox_path(s.durable_dir, self.spec.name, config)
-        if path in self._durable_sinks:  # archives naming the same services share one queue (one drainer each)
-            return self._durable_sinks[path]
-        writer = ServiceSink(config, client_name=f"camera-pod-{self.spec.name}", client_retries=False)
-        store = OutboxStore(path, max_items=s.action_outbox_max_items, max_bytes=s.action_outbox_max_bytes)
-        outbox = ActionOutbox(store, writer, metrics=self.metrics, max_backoff_s=s.action_outbox_max_backoff_s,
-                              close_timeout_s=s.action_outbox_close_timeout_s)
-        outbox.start()
-        self._durable_sinks[path] = DurableSink.for_config(outbox, config)
-        return self._durable_sinks[path]
 
     # ---- per display ----------------------------------------------------------------------------
 
-    async def _serve(self, display: _Display) -> None:
+    async def _serve(self, display: Display) -> None:
         """Frames of this display, each through the display's model of the moment (a swap takes the next frame)."""
         reuse = ClassificationReuse(max_age_s=self.settings.classify_interval_s, growth=self.settings.classify_growth) \
             if self.settings.classify_interval_s > 0 else None
@@ -332,7 +250,7 @@ class CameraPod:
                 self._count_reuse(display.spec, reuse)
             self.metrics.pipeline_seconds.labels(identifier).observe(time.perf_counter() - started)
 
-    def _visit_tracker(self, pipeline: _Pipeline) -> VisitTracker | None:
+    def _visit_tracker(self, pipeline: LoadedPipeline) -> VisitTracker | None:
         """The root node's ``tracking`` settings win over the pod's defaults; disabled means per-frame events."""
         tracking = pipeline.archive.config.pipeline.tracking
         if self.spec.event_mode == "frame" or (tracking is not None and not tracking.enabled):
@@ -348,7 +266,7 @@ class CameraPod:
         counter.labels(display.identifier, "run").inc(reuse.misses)
         reuse.hits = reuse.misses = 0
 
-    async def _process(self, display: DisplaySubscription, pipeline: _Pipeline, visits: VisitTracker | None,
+    async def _process(self, display: DisplaySubscription, pipeline: LoadedPipeline, visits: VisitTracker | None,
                        image: np.ndarray, context: FrameContext, frame: Frame,
                        reuse: ClassificationReuse | None) -> None:
         if visits is None:
@@ -363,7 +281,7 @@ class CameraPod:
             await self._announce(display, pipeline, context, decision)
         self.visit_memory.remember(display.identifier, visits.announced(), time.monotonic())
 
-    async def _announce(self, display: DisplaySubscription, pipeline: _Pipeline, context: FrameContext,
+    async def _announce(self, display: DisplaySubscription, pipeline: LoadedPipeline, context: FrameContext,
                         decision: VisitDecision) -> None:
         if not decision.update:
             best_context = FrameContext(context.camera_id, context.display_id,

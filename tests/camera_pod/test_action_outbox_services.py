@@ -179,8 +179,8 @@ async def test_the_camera_pod_wires_one_durable_sink_per_set_of_services(
     with throwaway_redis() as server:
         config = services_config(fixture_pipeline, redis_port=server.port)
         pod = CameraPod(spec, PodSettings(cache_dir=tmp_path))
-        sink = pod._sink(config)
-        assert isinstance(sink, DurableSink) and pod._sink(config) is sink
+        sink = pod.pipelines.sink(config)
+        assert isinstance(sink, DurableSink) and pod.pipelines.sink(config) is sink
         assert sink.outbox.store.path.parent == tmp_path / "outbox"
         assert sink.outbox.store.path.name.startswith("cam-0123456789ab-")
         await sink.save_image("img:wired", b"jpeg", 60)
@@ -188,6 +188,6 @@ async def test_the_camera_pod_wires_one_durable_sink_per_set_of_services(
         await wait_for(lambda: client.exists("img:wired") == 1)
         client.close()
         await sink.close()
-        direct = CameraPod(spec, PodSettings(cache_dir=tmp_path, action_outbox=False))._sink(config)
+        direct = CameraPod(spec, PodSettings(cache_dir=tmp_path, action_outbox=False)).pipelines.sink(config)
         assert isinstance(direct, ServiceSink)
         await direct.close()

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from camera_pod import runtime
+from camera_pod.displays import Display
 from camera_pod.runtime import CameraPod
 from camera_pod.settings import PodSettings
 from camera_pod.streams.frames import LatestFrame
@@ -149,7 +150,7 @@ async def test_the_pod_paces_each_display_by_its_spec(tmp_path: Path, monkeypatc
     camera = SimulatedCamera(clock, fps=25)
     try:
         with pytest.raises(asyncio.CancelledError):
-            display = runtime._Display(spec.subscriptions[0], subscription=camera,  # type: ignore[arg-type]
+            display = Display(spec.subscriptions[0], subscription=camera,  # type: ignore[arg-type]
                                        pipeline=object())  # type: ignore[arg-type]
             await pod._serve(display)
     finally:
