@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from broker import auth, decoding, protocol
+from broker import auth, decoding, metrics, protocol
 from broker.service import Broker
 from detector.contract.pods import POD_MESSAGE, DetectionEvent
 
@@ -132,7 +132,10 @@ def build_app(broker: Broker) -> FastAPI:
                              for r in sorted(broker.refusals.values(), key=lambda r: r.entry)])
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def scrape(request: Request) -> Response:
+        """Prometheus: the broker's counters and every running camera pod's latest report (token like the rest)."""
+        if auth.refusal(broker.settings.auth_token, request) is not None:
+            return JSONResponse({"error": "authentication required"}, status_code=401, headers=auth.CHALLENGE)
         return Response(prometheus_client.generate_latest(broker.metrics.registry),
                         media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
@@ -151,12 +154,14 @@ async def _receive(socket: WebSocket) -> str:
 async def _handle_backend_text(broker: Broker, raw: str) -> None:
     size = len(raw.encode("utf-8", "surrogatepass"))
     if size > broker.settings.max_message_bytes:
+        broker.metrics.refused_messages.labels("too_large").inc()
         log.error("backend message too large; ignored", extra={"type": decoding.peek_type(raw), "bytes": size,
                                                                "limit": broker.settings.max_message_bytes})
         return
     try:
         message = decoding.parse_backend_message(raw)
     except decoding.BadMessage as exc:
+        broker.metrics.refused_messages.labels(metrics.message_refusal(exc.kind)).inc()
         log.error("invalid backend message; ignored", extra={"type": exc.kind, "error": exc.detail})
         return
     try:

@@ -35,6 +35,7 @@ class Outgoing:
     kept: bool = True  # kept while no backend is connected (a stateReport is not: a fresh one follows)
     events: tuple[tuple[str, str], ...] = ()  # (pod, event id) acknowledged once this is sent
     captured_at: float | None = None  # epoch seconds of the frame, for the max age and the order
+    type: str = "other"  # its message type, for the count of messages sent by type
 
 
 class Delivery:
@@ -45,8 +46,12 @@ class Delivery:
         self.max_age_s = max_age_s
         self.remembered = remembered
         self.backend: BackendSocket | None = None
-        self.expired = 0  # events dropped for age
-        self.evicted = 0  # events let go when the queue was full (their pod sends them again)
+        # Counts since start (the broker's metrics read them): events dropped for age, events let go when the
+        # queue was full (their pod sends them again), events delivered, messages sent by type.
+        self.expired = 0
+        self.evicted = 0
+        self.delivered = 0
+        self.sent: dict[str, int] = {}
         self._queue: deque[Outgoing] = deque()
         self._pending: set[str] = set()
         self._done: OrderedDict[str, None] = OrderedDict()
@@ -120,6 +125,8 @@ class Delivery:
                             self._remove(item)
                         break
                     self._remove(item)
+                    self.sent[item.type] = self.sent.get(item.type, 0) + 1
+                    self.delivered += len(item.events)
                 for pod, event_id in item.events:
                     self._remember(event_id)
                     acks.setdefault(pod, []).append(event_id)

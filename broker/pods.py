@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from fastapi import WebSocket
@@ -26,6 +27,9 @@ class PodLink:
 @dataclass
 class PodRegistry:
     links: dict[str, PodLink] = field(default_factory=dict)
+    # Times each pod's process started again, seen from its reports (a metric; see ``update``).
+    restarts: dict[str, int] = field(default_factory=dict)
+    _last: dict[str, StreamReport] = field(default_factory=dict)  # each pod's latest report, across its links
 
     def attach(self, name: str, socket: WebSocket) -> PodLink:
         link = PodLink(name, socket)
@@ -37,7 +41,22 @@ class PodRegistry:
             del self.links[link.name]
 
     def update(self, link: PodLink, report: StreamReport) -> None:
+        """A pod's process counts its frames and reconnects from 0: a new link whose first report counts fewer
+        than the pod's last report is a process that started again (a crash, a kill, a replacement), not a link
+        that only dropped. (A pod that dies before reading a frame or reconnecting is not seen to restart.)"""
+        last = self._last.get(link.name)
+        counted_back = last is not None and (report.frames < last.frames or report.reconnects < last.reconnects)
+        if link.report is None and counted_back:
+            self.restarts[link.name] = self.restarts.get(link.name, 0) + 1
+            log.warning("camera pod restarted", extra={"pod": link.name, "restarts": self.restarts[link.name]})
         link.report, link.reported_at = report, time.monotonic()
+        self._last[link.name] = report
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop what is remembered of pods no longer running (a camera added again starts from 0)."""
+        kept = set(keep)
+        self.restarts = {name: count for name, count in self.restarts.items() if name in kept}
+        self._last = {name: report for name, report in self._last.items() if name in kept}
 
     def status(self, name: str) -> StreamReport | None:
         link = self.links.get(name)

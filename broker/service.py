@@ -64,6 +64,7 @@ class Broker:
     def __post_init__(self) -> None:
         self.delivery = Delivery(self._acknowledge, max_kept=self.settings.max_kept_events,
                                  max_age_s=self.settings.event_max_age_sec)
+        self.metrics.watch(self)
 
     # ---- subscriptions --------------------------------------------------------------------------
 
@@ -76,9 +77,11 @@ class Broker:
         self.subscriptions = {s.subscriptionIdentifier: s for s in wanted}
         self.metrics.subscriptions.set(len(wanted))
         specs: dict[str, PodSpec] = plan(wanted, self.settings)
-        await self.runner.apply(specs)
-        for link in list(self.pods.links.values()):
-            await self.send_displays(link)
+        with self.metrics.reconcile_seconds.time():
+            await self.runner.apply(specs)
+            for link in list(self.pods.links.values()):
+                await self.send_displays(link)
+        self.pods.forget(specs)
         log.info("subscriptions reconciled", extra={"subscriptions": len(wanted), "pods": len(specs)})
 
     async def restore(self) -> None:
@@ -149,6 +152,7 @@ class Broker:
     # ---- backend messages -----------------------------------------------------------------------
 
     async def handle(self, message: protocol.BackendMessage) -> None:
+        self.metrics.received.labels(message.type).inc()
         if isinstance(message, protocol.SetSubscriptionList):
             checked = entries.read(message.subscriptions, time.time())
             self._refuse(message.type, checked.refused, replace=True)
@@ -194,19 +198,21 @@ class Broker:
     async def on_event(self, event: DetectionEvent, pod: str = "") -> None:
         """At-least-once from pods: an event is acknowledged once delivered (or settled), each id handled once."""
         state = self.delivery.state(event.id)
-        if state == "pending":
-            return  # queued already; acknowledged when sent
-        if state == "done":
-            await self.delivery.settle(pod, [event.id])  # the pod missed the acknowledgement
-            return
+        if state != "new":
+            self.metrics.events.labels("duplicate").inc()
+            if state == "done":
+                await self.delivery.settle(pod, [event.id])  # the pod missed the acknowledgement
+            return  # pending: queued already, acknowledged when sent
         message = self._message_for(event)
+        self.metrics.events.labels("settled" if message is None else "routed").inc()
         if message is None:
             await self.delivery.settle(pod, [event.id])
             return
-        self.delivery.enqueue(Outgoing(message, events=((pod, event.id),), captured_at=event.captured_at))
+        kind, text = message
+        self.delivery.enqueue(Outgoing(text, events=((pod, event.id),), captured_at=event.captured_at, type=kind))
 
-    def _message_for(self, event: DetectionEvent) -> str | None:
-        """The wire message an event makes (imageDetection or patchSession), or None when it makes none."""
+    def _message_for(self, event: DetectionEvent) -> tuple[str, str] | None:
+        """The wire message an event makes, as (type, JSON): imageDetection or patchSession; None when none."""
         subscription = self.subscriptions.get(event.subscription)
         if subscription is None:
             log.info("event for a subscription that is gone; dropped", extra={"subscription": event.subscription})
@@ -218,18 +224,19 @@ class Broker:
                 exclude={"licensePlateConfidence"}))
             self.pending_patches[display.session_id] = time.monotonic()
             display.announced = dict(event.fields)
-            return protocol.PatchSession(sessionId=display.session_id, data=protocol.PatchData(
-                currentCar=current)).model_dump_json(exclude_none=True)
+            patch = protocol.PatchSession(sessionId=display.session_id, data=protocol.PatchData(currentCar=current))
+            return patch.type, patch.model_dump_json(exclude_none=True)
         # A better result for a visit already announced, with no session to patch, is announced again: the
         # original sent one imageDetection per frame, so a backend takes repeats and keeps the latest.
         if display.session_id is not None and display.announced == event.fields:
             return None  # the same car during an active session is not re-announced
         display.announced = dict(event.fields)
-        return protocol.ImageDetection(
+        announcement = protocol.ImageDetection(
             subscriptionIdentifier=event.subscription, timestamp=protocol.iso_timestamp(event.captured_at),
             sessionId=display.session_id,
             data=protocol.DetectionData(detection=detection_from_fields(event.fields), modelId=subscription.modelId,
-                                        modelName=subscription.modelName)).to_json()
+                                        modelName=subscription.modelName))
+        return announcement.type, announcement.to_json()
 
     async def _acknowledge(self, pod: str, event_ids: list[str]) -> None:
         link = self.pods.links.get(pod)
@@ -244,11 +251,13 @@ class Broker:
 
     async def send(self, message: dict[str, Any]) -> None:
         """To the backend now, or kept (bounded) until one connects; a stateReport is never kept."""
-        self.delivery.enqueue(Outgoing(json.dumps(message, separators=(",", ":")),
-                                       kept=message.get("type") != "stateReport"))
+        kind = str(message.get("type"))
+        self.delivery.enqueue(Outgoing(json.dumps(message, separators=(",", ":")), kept=kind != "stateReport",
+                                       type=kind))
 
     def connect_backend(self, socket: WebSocket) -> None:
         self.backend, self.backend_lost_at = socket, None
+        self.metrics.backend_connections.inc()
         self.delivery.connect(socket)
 
     def disconnect_backend(self, socket: WebSocket) -> bool:

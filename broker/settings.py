@@ -70,8 +70,9 @@ class BrokerSettings(BaseSettings):
         description="kubernetes runner: cameras whose Secret and CameraSubscription are written at once")
     auth_token: SecretStr | None = Field(
         None, min_length=16, max_length=4096,
-        description="shared token the backend (and camera pods) must present on /, /camera/ and /internal/pods/; "
-                    "unset: no authentication (the embedded default)")
+        description="shared token the backend (and camera pods) must present on /, /camera/, /internal/pods/, "
+                    "/refusals and /metrics (Prometheus sends it as a bearer token); unset: no authentication "
+                    "(the embedded default)")
 
     @field_validator("auth_token", mode="before")
     @classmethod
