@@ -10,13 +10,14 @@ from pydantic import TypeAdapter, ValidationError
 from detector.contract.camerasubscription import CameraSubscriptionSpec, pod_from_spec
 from detector.contract.environment import (
     BROKER_URL_ENV,
+    DISPLAYS_ENV,
     MODEL_URLS_ENV,
     POD_NAME_ENV,
     POD_SPEC_ENV,
     STREAM_URL_ENV,
     SUBSCRIPTION_SPEC_ENV,
 )
-from detector.contract.pods import PodSpec
+from detector.contract.pods import Displays, PodSpec
 
 _MODEL_URLS: TypeAdapter[dict[str, str]] = TypeAdapter(dict[str, str])
 
@@ -48,7 +49,14 @@ def _from_resource(environ: Mapping[str, str]) -> PodSpec:
         model_urls = _MODEL_URLS.validate_json(environ.get(MODEL_URLS_ENV) or "{}")
     except ValidationError:
         raise SpecError(f"{MODEL_URLS_ENV} is not a JSON object of URLs") from None
-    return pod_from_spec(environ[POD_NAME_ENV], spec, environ[STREAM_URL_ENV], environ[BROKER_URL_ENV], model_urls)
+    pod = pod_from_spec(environ[POD_NAME_ENV], spec, environ[STREAM_URL_ENV], environ[BROKER_URL_ENV], model_urls)
+    if not environ.get(DISPLAYS_ENV):  # a Secret written by a broker from before this key
+        return pod
+    try:
+        current = Displays.model_validate_json(environ[DISPLAYS_ENV])
+    except ValidationError as exc:
+        raise SpecError(f"{DISPLAYS_ENV} is not a valid display list: {_describe(exc)}") from None
+    return pod.model_copy(update={"subscriptions": current.subscriptions})
 
 
 def _describe(error: ValidationError) -> str:

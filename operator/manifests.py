@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from detector.contract.camerasubscription import API_VERSION, KIND, MODEL_URLS_KEY, CameraSubscriptionSpec
+from detector.contract.camerasubscription import API_VERSION, DISPLAYS_KEY, KIND, MODEL_URLS_KEY, CameraSubscriptionSpec
 from detector.contract.environment import (
     AUTH_TOKEN_ENV,
     BROKER_URL_ENV,
+    DISPLAYS_ENV,
     MODEL_URLS_ENV,
     POD_HTTP_PORT,
     POD_NAME_ENV,
@@ -138,6 +139,9 @@ def _env(spec: CameraSubscriptionSpec, name: str, defaults: PodDefaults) -> list
         # Model URLs with credentials (the spec shows them masked); absent when there are none.
         {"name": MODEL_URLS_ENV,
          "valueFrom": {"secretKeyRef": {"name": secret.name, "key": MODEL_URLS_KEY, "optional": True}}},
+        # The current displays, read at every container start (the spec below holds those of the pod's creation).
+        {"name": DISPLAYS_ENV,
+         "valueFrom": {"secretKeyRef": {"name": secret.name, "key": DISPLAYS_KEY, "optional": True}}},
         {"name": SUBSCRIPTION_SPEC_ENV, "value": spec.model_dump_json(exclude_none=True)},
         {"name": POD_NAME_ENV, "value": name},
         {"name": BROKER_URL_ENV, "value": f"{defaults.broker_url.rstrip('/')}/internal/pods/{name}"},

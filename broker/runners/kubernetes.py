@@ -31,6 +31,7 @@ from broker.runners import kube
 from broker.settings import BrokerSettings
 from detector.contract.camerasubscription import (
     MANAGED_BY_LABEL,
+    DISPLAYS_KEY,
     MODEL_URLS_KEY,
     CameraSubscriptionSpec,
     SecretKeyRef,
@@ -70,7 +71,8 @@ def secret_data(pod: PodSpec) -> dict[str, str]:
     """What a pod's Secret holds, before encoding: its stream URL, its model URLs with credentials, and the
     backend's entries as sent (credentials included: a resource must never hold them)."""
     return {URL_KEY: pod.stream.url, MODEL_URLS_KEY: json.dumps(secret_model_urls(pod), sort_keys=True),
-            RECEIVED_KEY: json.dumps(received_entries(pod), sort_keys=True)}
+            RECEIVED_KEY: json.dumps(received_entries(pod), sort_keys=True),
+            DISPLAYS_KEY: pod.displays().model_dump_json()}
 
 
 def build_secret(name: str, namespace: str, pod: PodSpec, labels: dict[str, str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ KIND = "CameraSubscription"
 API_VERSION = f"{GROUP}/{VERSION}"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MODEL_URLS_KEY = "models"  # key of the stream URL's Secret with the model URLs that carry credentials
+DISPLAYS_KEY = "displays"  # key of the same Secret with the current display subscriptions (``Displays`` JSON)
 
 
 class _Spec(BaseModel):

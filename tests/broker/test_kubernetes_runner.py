@@ -30,7 +30,10 @@ from broker.planning import plan, unplan
 from broker.runners.kubernetes import KubernetesRunner, secret_name
 from broker.service import Broker
 from broker.settings import BrokerSettings
-from detector.contract.pods import PodSpec
+from camera_pod.spec_source import load_spec
+from detector.contract.camerasubscription import CameraSubscriptionSpec
+from detector.contract.pods import CropBox, PodSpec
+from detector_operator.manifests import PodDefaults, build_pod
 from tests.support import kube
 from tests.support.kube_metered import MeteredEmulator
 from tests.support.servers import free_port
@@ -172,6 +175,34 @@ async def test_a_changed_crop_reapplies_only_that_resource(emulator: kmock.Kuber
     assert [(w.method, w.plural, w.name) for w in kube.writes(emulator, since)] == [
         ("PATCH", "secrets", secret_name(name)), ("PATCH", "camerasubscriptions", name)]
     assert resources(emulator)[name]["spec"]["subscriptions"][0]["crop"] == {"x1": 0, "y1": 0, "x2": 64, "y2": 64}
+
+
+async def test_a_camera_pod_restarted_after_a_crop_change_starts_with_the_new_crop(
+        emulator: kmock.KubernetesEmulator, broker: Broker) -> None:
+    """The pod keeps the environment of its creation, but the kubelet resolves Secret references at every
+    container start: a pod restarted while the broker is away still serves the current displays."""
+    name = name_of(broker, "display-4;cam-c")
+    created = build_pod(name, NS, "0b7c9f6e-1111-4a2b-9c3d-5e6f7a8b9c0d",
+                        CameraSubscriptionSpec.model_validate(resources(emulator)[name]["spec"]), PodDefaults(),
+                        revision="a1b2c3")
+    await broker.reconcile([*WANTED[:3], subscription("display-4;cam-c", rtspUrl="rtsp://user:pass@10.0.0.3/c",
+                                                      cropX1=0, cropY1=0, cropX2=64, cropY2=64)])
+    secret_data = secrets(emulator)[secret_name(name)]["data"]
+
+    def resolved(item: dict[str, Any]) -> str | None:
+        reference = (item.get("valueFrom") or {}).get("secretKeyRef")
+        if reference is None:
+            return item.get("value")  # type: ignore[no-any-return]
+        assert reference["name"] == secret_name(name)
+        encoded = secret_data.get(reference["key"])
+        return base64.b64decode(encoded).decode() if encoded is not None else None
+
+    environ = {item["name"]: value for item in created["spec"]["containers"][0]["env"]
+               if (value := resolved(item)) is not None}
+    restarted = load_spec(None, environ)
+    assert restarted.subscriptions[0].crop == CropBox(x1=0, y1=0, x2=64, y2=64)
+    assert restarted == broker.runner.running()[name].model_copy(
+        update={"subscriptions": broker.runner.running()[name].displays().subscriptions})
 
 
 # ---- concurrency ----------------------------------------------------------------------------------

@@ -54,6 +54,24 @@ def test_a_cluster_pod_builds_its_spec_from_the_operator_environment() -> None:
     assert load_spec(None, {"DETECTOR_POD_SPEC": POD.model_dump_json()}) == POD
 
 
+def test_a_restarted_cluster_pod_takes_the_current_displays_from_its_secret_not_those_of_its_creation() -> None:
+    """The pod's environment holds the resource spec of the pod's creation; the Secret's ``displays`` key
+    (read by the kubelet at every container start) holds the current ones, credentials included."""
+    created = {"DETECTOR_SUBSCRIPTION_SPEC": spec_from_pod(POD, SECRET).model_dump_json(),
+               "DETECTOR_STREAM_URL": URL, "DETECTOR_POD_NAME": POD.name, "DETECTOR_BROKER_URL": POD.broker_url}
+    moved = POD.subscriptions[1].model_copy(update={"crop": CropBox(x1=10, y1=20, x2=330, y2=260),
+                                                    "model_url": MODEL_WITH_PASSWORD, "model_id": 8})
+    added = DisplaySubscription(identifier="display-003;cam-001", model_url="https://m.example/c.mpta",
+                                model_id=9, model_name="c")
+    current = POD.model_copy(update={"subscriptions": [moved, added]})
+    started = load_spec(None, {**created, "DETECTOR_DISPLAYS": current.displays().model_dump_json()})
+    assert started == current, "displays from the Secret; the stream and everything else from the resource"
+    assert load_spec(None, created) == POD, "a Secret from an older broker has no displays key"
+    with pytest.raises(SpecError, match="DETECTOR_DISPLAYS is not a valid display list") as caught:
+        load_spec(None, {**created, "DETECTOR_DISPLAYS": '{"kind": "displays", "subscriptions": []}'})
+    assert "m0del-pw" not in str(caught.value)
+
+
 @pytest.mark.parametrize(("environ", "message"), [
     ({}, "no pod spec"),
     ({"DETECTOR_SUBSCRIPTION_SPEC": "{}", "DETECTOR_POD_NAME": "x", "DETECTOR_BROKER_URL": "ws://b"},
