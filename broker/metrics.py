@@ -3,7 +3,7 @@
 Two kinds: counters the broker increments as things happen (``BrokerMetrics``), and what it knows now, read at
 scrape time by ``FleetCollector`` (the backend link, the backlog, and each running camera pod's latest report).
 Read at scrape time, a camera that is gone is simply not there: no stale series. Labels never carry a URL (they
-carry credentials): a pod is named ``cam-<hash of its URL>``, a display by its subscription identifier.
+carry credentials): a camera pod is named ``cam-<hash of its URL>``, a display by its subscription identifier.
 """
 
 from __future__ import annotations
@@ -113,26 +113,28 @@ class FleetCollector(Collector):
 
 def camera_families(running: dict[str, PodSpec], status: Callable[[str], StreamReport | None],
                     restarts: dict[str, int], now: float) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
-    """Per camera pod (label ``pod``) and per display (labels ``pod``, ``subscription``), from the latest reports.
+    """Per camera pod (label ``camera_pod``) and per display (and ``subscription``), from the latest reports.
+
+    Not ``pod``: Prometheus gives each target a ``pod`` label of its own (the broker's), which would rename ours.
 
     A pod without a fresh report shows ``reporting`` 0 and ``online`` 0, and none of the figures it did not send.
     """
-    g = {name: GaugeMetricFamily(f"detector_camera_{name}", text, labels=["pod"]) for name, text in (
+    g = {name: GaugeMetricFamily(f"detector_camera_{name}", text, labels=["camera_pod"]) for name, text in (
         ("reporting", "1 while the pod's status reaches the broker"),
         ("online", "1 while frames arrive (and every display has a model)"),
         ("fps", "frames per second the pod reads"),
         ("frame_age_seconds", "age of the pod's latest frame"),
         ("cpu_cores", "CPU the pod's process uses, in cores"),
         ("memory_bytes", "resident memory of the pod's process"))}
-    c = {name: CounterMetricFamily(f"detector_camera_{name}", text, labels=["pod"]) for name, text in (
+    c = {name: CounterMetricFamily(f"detector_camera_{name}", text, labels=["camera_pod"]) for name, text in (
         ("frames", "frames the pod read since it started"),
         ("reconnects", "stream reconnects since the pod started"),
         ("restarts", "times the pod's process started again (a crash, a kill, a replacement)"))}
     errors = GaugeMetricFamily("detector_subscription_model_error",
                                "1 while the display's model does not load (or a new one is kept out)",
-                               labels=["pod", "subscription"])
+                               labels=["camera_pod", "subscription"])
     info = GaugeMetricFamily("detector_subscription_info", "the displays each camera pod serves (always 1)",
-                             labels=["pod", "subscription", "model_id"])
+                             labels=["camera_pod", "subscription", "model_id"])
     for pod, spec in sorted(running.items()):
         report = status(pod)
         c["restarts"].add_metric([pod], float(restarts.get(pod, 0)))
