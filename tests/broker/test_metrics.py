@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import time
+from collections.abc import Callable
+from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -16,7 +21,10 @@ from broker.settings import BrokerSettings
 from detector.contract.pods import PodUsage, StreamReport
 from tests.broker.test_service import Backend, event, subscription
 from tests.support import metric_names
+from tests.support.embedded import Worker
 from tests.support.recording import RecordingRunner
+from tests.support.servers import RtspServer
+from tests.support.snapshot_server import SnapshotCamera
 
 TOKEN = "t0ken-0f-the-br0ker-xyz"
 URL = "rtsp://admin:Pa55word@cam-1/stream"
@@ -193,3 +201,35 @@ async def test_the_scrape_serves_every_metric_the_docs_list_and_no_other(broker:
     broker.pods.update(broker.pods.attach(POD, PodSocket()), report())  # type: ignore[arg-type]
     served = metric_names.exposed(TestClient(build_app(broker)).get("/metrics").text)
     assert metric_names.documented(metric_names.BROKER_SECTION) == served
+
+
+# ---- a real camera pod -----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_a_killed_camera_pod_is_counted_as_a_restart(worker: Worker, model_url: str, connect: Any,
+                                                           camera_servers: tuple[RtspServer, SnapshotCamera]) -> None:
+    rtsp, _ = camera_servers
+    backend = await connect(worker.url)
+    await backend.send({"type": "setSubscriptionList", "subscriptions": [
+        {"subscriptionIdentifier": "display-r;cam-r", "rtspUrl": rtsp.url, "modelUrl": model_url, "modelId": 1,
+         "modelName": "gas-station"}]})
+
+    async def scraped(name: str) -> float:
+        async with httpx.AsyncClient(timeout=5) as http:
+            page = (await http.get(f"http://127.0.0.1:{worker.port}/metrics")).text
+        found = [s.value for f in text_string_to_metric_families(page) for s in f.samples if s.name == name]
+        return float(found[0]) if found else -1.0
+
+    async def until(name: str, check: Callable[[float], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not check(await scraped(name)):
+            assert time.monotonic() < deadline, f"{name}: {await scraped(name)}"
+            await asyncio.sleep(0.25)
+
+    await until("detector_camera_frames_total", lambda frames: frames > 0, 90)
+    assert await scraped("detector_camera_restarts_total") == 0
+    (pod,) = worker.pods()
+    pod.send_signal(signal.SIGKILL)  # the local runner starts it again
+    await until("detector_camera_restarts_total", lambda restarts: restarts == 1, 90)
+    await until("detector_camera_online", lambda online: online == 1, 90)
