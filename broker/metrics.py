@@ -30,7 +30,6 @@ MESSAGE_REFUSALS = ("too_large", "not_json", "unknown_type", "invalid")
 # or settled without a message (its subscription is gone, or the car was announced already in this session).
 EVENT_OUTCOMES = ("routed", "duplicate", "settled")
 SENT_TYPES = ("stateReport", "imageDetection", "patchSession")
-DROP_REASONS = ("expired", "evicted")
 
 
 def message_refusal(kind: str) -> str:
