@@ -30,8 +30,8 @@ from pydantic import ValidationError
 from broker.runners import kube
 from broker.settings import BrokerSettings
 from detector.contract.camerasubscription import (
-    MANAGED_BY_LABEL,
     DISPLAYS_KEY,
+    MANAGED_BY_LABEL,
     MODEL_URLS_KEY,
     CameraSubscriptionSpec,
     SecretKeyRef,
