@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from camera_pod.loaded_pipelines import LoadedPipeline
 from camera_pod.streams.hub import StreamSubscription
 from camera_pod.visits import VisitTracker
-from detector.contract.pods import DisplaySubscription
+from detector.contract.pods import DisplaySubscription, Sighting
 
 
 @dataclass
@@ -22,6 +22,7 @@ class Display:
     task: asyncio.Task[None] | None = None
     swap: asyncio.Task[None] | None = None
     error: str | None = None
+    sighting: Sighting | None = None  # the boxes of its latest processed frame
 
     @property
     def display_id(self) -> str:

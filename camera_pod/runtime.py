@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from camera_pod import memory
+from camera_pod import memory, sightings
 from camera_pod.channel import BrokerChannel
 from camera_pod.displays import Display
 from camera_pod.loaded_pipelines import LoadedPipeline, LoadedPipelines
@@ -243,7 +243,9 @@ class CameraPod:
                                    captured_at=datetime.fromtimestamp(got.frame.captured_at, UTC))
             started = time.perf_counter()
             try:
-                await self._process(display.spec, display.pipeline, display.visits, image, context, got.frame, reuse)
+                result = await self._process(display.spec, display.pipeline, display.visits, image, context,
+                                             got.frame, reuse)
+                display.sighting = sightings.sighting(result, got.frame.captured_at, display.spec.crop)
             except Exception:  # one bad frame never stops the camera
                 log.exception("pipeline failed on a frame", extra={"subscription": identifier})
             if reuse is not None:
@@ -268,18 +270,19 @@ class CameraPod:
 
     async def _process(self, display: DisplaySubscription, pipeline: LoadedPipeline, visits: VisitTracker | None,
                        image: np.ndarray, context: FrameContext, frame: Frame,
-                       reuse: ClassificationReuse | None) -> None:
+                       reuse: ClassificationReuse | None) -> FrameResult:
         if visits is None:
             result = await pipeline.engine.process(image, context, reuse=reuse)
             self._count_failures(result)
             fields = result.classified_fields()
             if fields:
                 self._emit(display, fields, frame.captured_at, uuid.uuid4().hex, update=False)
-            return
+            return result
         result = await pipeline.engine.process(image, context, act=False, reuse=reuse)
         for decision in visits.observe(result, image, frame.captured_at):
             await self._announce(display, pipeline, context, decision)
         self.visit_memory.remember(display.identifier, visits.announced(), time.monotonic())
+        return result
 
     async def _announce(self, display: DisplaySubscription, pipeline: LoadedPipeline, context: FrameContext,
                         decision: VisitDecision) -> None:
@@ -334,7 +337,8 @@ class CameraPod:
                             last_frame_at=status.last_frame_at if status else None,
                             frames=status.frames if status else 0, reconnects=status.reconnects if status else 0,
                             last_error=error, http_port=self.http_port, usage=self.usage.sample(),
-                            display_errors={i: d.error for i, d in self._displays.items() if d.error})
+                            display_errors={i: d.error for i, d in self._displays.items() if d.error},
+                            sightings={i: d.sighting for i, d in self._displays.items() if d.sighting})
 
     def health(self) -> PodHealth:
         ok, detail = self.healthy()

@@ -117,6 +117,28 @@ class PodUsage(_Closed):
     gpus: list[GpuUsage] = Field(default_factory=list, description="the GPUs it can see (its assigned ones)")
 
 
+MAX_SIGHTED_BOXES = 20
+
+
+class SightedBox(_Closed):
+    """One box of a display's detector, in the full frame's pixels (a crop's offset added)."""
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    label: str = Field(max_length=64)
+    confidence: float = Field(ge=0, le=1)
+
+
+class Sighting(_Closed):
+    """The root detector's boxes on the latest frame a display processed (the console draws them)."""
+
+    captured_at: float
+    boxes: list[SightedBox] = Field(default_factory=list, max_length=MAX_SIGHTED_BOXES,
+                                    description="the most confident first")
+
+
 class StreamReport(_Closed):
     kind: Literal["status"] = "status"
     online: bool
@@ -130,6 +152,8 @@ class StreamReport(_Closed):
     usage: PodUsage | None = None
     display_errors: dict[str, str] = Field(default_factory=dict, description="by display identifier: a model "
                                            "that does not load, or a new one kept out (the old one runs)")
+    sightings: dict[str, Sighting] = Field(default_factory=dict, description="by display identifier: the boxes "
+                                           "of its latest processed frame")
 
 
 class PodHealth(_Closed):
