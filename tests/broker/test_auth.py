@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from broker import auth
 from broker.app import build_app
 from broker.commands import build_runner
 from broker.runners.local import LocalRunner
@@ -77,6 +79,23 @@ def test_images_need_the_token_and_healthz_does_not(client: TestClient) -> None:
     assert allowed.status_code == 404, "authenticated: on to the (unknown) subscription"
     assert client.get(f"/camera/display-1%3Bcam-1/image?token={TOKEN}").status_code == 404
     assert client.get("/healthz").status_code == 200, "probes carry no token"
+
+
+def test_the_console_cookie_opens_http_requests_but_no_websocket(client: TestClient,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    value = auth.cookie_value(SecretStr(TOKEN))
+    assert TOKEN not in value and value == auth.cookie_value(SecretStr(TOKEN))
+    client.cookies.set(auth.COOKIE, value)
+    assert client.get("/camera/display-1%3Bcam-1/image").status_code == 404, "authenticated by the cookie"
+    assert client.get("/refusals").status_code == 200
+    assert client.get("/camera/display-1%3Bcam-1/image", headers={"Authorization": "Bearer nope"}).status_code == 401, \
+        "a wrong token offered is refused, cookie or not"
+    assert _close_code(client, "/") == 1008, "a cookie a browser sends on its own never opens a WebSocket"
+    client.cookies.set(auth.COOKIE, auth.cookie_value(SecretStr("another-token-0123456789")))
+    assert client.get("/refusals").status_code == 401
+    reasons = [r.reason for r in caplog.records if r.getMessage() == "refused an unauthenticated request"]  # type: ignore[attr-defined]
+    assert reasons == ["wrong token", "no token offered", "stale cookie"]
+    assert value not in " ".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
 
 
 def test_without_a_token_everything_is_open_as_in_embedded_mode() -> None:
