@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from broker import auth, decoding, metrics, protocol
+from broker import auth, console, decoding, metrics, protocol
 from broker.service import Broker
 from detector.contract.pods import POD_MESSAGE, DetectionEvent
 
@@ -36,6 +36,7 @@ def build_app(broker: Broker) -> FastAPI:
             await broker.runner.close()
 
     app = FastAPI(title="camera-detector broker", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(console.router(broker))
 
     async def refused(socket: WebSocket) -> bool:
         """With a token configured, a WebSocket without it is accepted only to be closed with 1008."""

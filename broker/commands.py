@@ -14,6 +14,9 @@ from broker.service import Broker
 from broker.settings import BrokerSettings
 from detector.contract.environment import AUTH_TOKEN_ENV
 
+# On shutdown, HTTP requests in flight get this long, then are cut: an open console's event stream never ends.
+SHUTDOWN_GRACE_S = 3
+
 
 def run_command(args: argparse.Namespace) -> int:
     settings = BrokerSettings.load(
@@ -24,7 +27,7 @@ def run_command(args: argparse.Namespace) -> int:
         runner=args.runner, namespace=args.namespace)
     broker = Broker(settings, build_runner(settings))
     uvicorn.run(build_app(broker), host=settings.host, port=settings.port, log_config=None, access_log=False,
-                ws_max_size=16 << 20)
+                ws_max_size=16 << 20, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     return 0
 
 

@@ -54,12 +54,14 @@ class Broker:
     displays: dict[str, DisplayState] = field(default_factory=dict)
     backend: WebSocket | None = None
     backend_lost_at: float | None = None
+    backend_since: float = field(default_factory=time.time)  # epoch: when the backend came or went (the console)
     gpu: GpuProbe = field(default_factory=GpuProbe)
     pending_patches: dict[int, float] = field(default_factory=dict)  # sessionId -> when the patch was sent
     # The backend's entries that are refused, by entry (identifier or "#position"): what an operator sees.
     refusals: dict[str, entries.Refusal] = field(default_factory=dict)
     metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
     delivery: Delivery = field(init=False)
+    last_events: dict[str, DetectionEvent] = field(default_factory=dict)  # by subscription (the console)
 
     def __post_init__(self) -> None:
         self.delivery = Delivery(self._acknowledge, max_kept=self.settings.max_kept_events,
@@ -203,6 +205,8 @@ class Broker:
             if state == "done":
                 await self.delivery.settle(pod, [event.id])  # the pod missed the acknowledgement
             return  # pending: queued already, acknowledged when sent
+        if event.subscription in self.subscriptions:
+            self.last_events[event.subscription] = event
         message = self._message_for(event)
         self.metrics.events.labels("settled" if message is None else "routed").inc()
         if message is None:
@@ -256,7 +260,7 @@ class Broker:
                                        type=kind))
 
     def connect_backend(self, socket: WebSocket) -> None:
-        self.backend, self.backend_lost_at = socket, None
+        self.backend, self.backend_lost_at, self.backend_since = socket, None, time.time()
         self.metrics.backend_connections.inc()
         self.delivery.connect(socket)
 
@@ -265,7 +269,7 @@ class Broker:
         self.delivery.disconnect(socket)
         if self.backend is not socket:
             return False
-        self.backend, self.backend_lost_at = None, time.monotonic()
+        self.backend, self.backend_lost_at, self.backend_since = None, time.monotonic(), time.time()
         return True
 
     def usage(self) -> Usage:

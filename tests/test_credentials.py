@@ -1,6 +1,7 @@
 """Credentials never leak: camera and model URLs carry a known password, errors are provoked, every output is
 searched for it — raw log records of every level (tracebacks included), a camera pod's /metrics and
-/healthz, the CameraSubscription the broker writes, and the ``detector`` command's output. The one place
+/healthz, the CameraSubscription the broker writes, the broker's console (page, snapshot, event stream,
+assets), and the ``detector`` command's output. The one place
 they go is the stateReport to the backend that sent them: it echoes each entry exactly as received.
 """
 
@@ -53,6 +54,7 @@ RTSP = f"rtsp://admin:{PASSWORD}@127.0.0.1:{CLOSED}/stream"
 SNAPSHOT = f"http://viewer:{PASSWORD}@127.0.0.1:{CLOSED}/snap.jpg"
 SNAPSHOT_QUERY = f"http://127.0.0.1:{CLOSED}/snap.jpg?user=viewer&password={PASSWORD}"
 MODEL = f"http://deploy:{PASSWORD}@127.0.0.1:{CLOSED}/gas_station.mpta"
+CONSOLE = ("/console", "/console/state", "/console/console.js", "/console/console.css")
 
 
 def subscriptions() -> list[dict[str, Any]]:
@@ -118,10 +120,16 @@ def test_the_broker_logs_and_state_report(caplog: pytest.LogCaptureFixture) -> N
     with TestClient(build_app(broker)) as client, client.websocket_connect("/") as backend:
         reports.append(backend.receive_text())
         wanted = json.dumps({"type": "setSubscriptionList", "subscriptions": subscriptions()})
-        for raw in [wanted, *bad_messages(), wanted, json.dumps({"type": "requestState"})]:
+        for raw in [wanted, *bad_messages(), json.dumps({"type": "requestState"})]:
+            backend.send_text(raw)
+        reports.append(backend.receive_text())
+        console = [client.get(path).text for path in CONSOLE]  # with the entries refused, and why
+        for raw in [wanted, json.dumps({"type": "requestState"})]:
             backend.send_text(raw)
         reports.append(backend.receive_text())
     assert any("handling a backend message failed" in r.getMessage() and r.exc_info for r in caplog.records)
+    assert "display-1;cam-1" in console[1] and '"refused":[{' in console[1]
+    assert_clean("the console, entries refused", console)
     invalid = sum("invalid backend message" in r.getMessage() for r in caplog.records)
     refused = sum("subscription entry refused" in r.getMessage() for r in caplog.records)
     assert (invalid, refused) == (2, len(bad_messages()) - 2), "whole messages refused, and entries on their own"
@@ -304,6 +312,7 @@ async def test_detector_run_with_camera_pods(tmp_path: Path, fixture_mpta: Path,
                 async with httpx.AsyncClient(timeout=5) as http:
                     pages = [(await http.get(f"http://127.0.0.1:{port}{path}")).text
                              for port in pod_ports(worker) for path in ("/metrics", "/healthz")]
+                    console = await console_texts(http, f"http://127.0.0.1:{worker.port}")
                 await backend.send(json.dumps({"type": "requestState"}))
                 reports = [message async for message in _until_state_report(backend)]
         finally:
@@ -313,10 +322,27 @@ async def test_detector_run_with_camera_pods(tmp_path: Path, fixture_mpta: Path,
     assert sum("detector_stream_online" in page for page in pages) == 3
     assert_clean("`detector run` and camera pod output", [log])
     assert_clean("camera pods' /metrics and /healthz", pages)
+    assert "admin:***@" in console[1] and "viewer:***@" in console[1], "the streams' errors shown, masked"
+    assert_clean("the console: page, snapshot, assets, event stream", console)
     assert_clean("messages to the backend, stateReport's echoed URLs left out", map(without_echo, reports))
     echoed = {c["subscriptionIdentifier"]: c.get("rtspUrl") or c.get("snapshotUrl")
               for c in json.loads(reports[-1])["cameraConnections"]}
     assert echoed == {s["subscriptionIdentifier"]: s.get("rtspUrl") or s.get("snapshotUrl") for s in wanted}
+
+
+async def console_texts(http: httpx.AsyncClient, base: str) -> list[str]:
+    """The console's page, snapshot (once every camera shows its error) and assets, and the first snapshot of
+    its event stream."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(camera["state"] != "reconnecting" for camera in
+                                              (await http.get(f"{base}/console/state")).json()["cameras"]):
+        await asyncio.sleep(0.2)
+    texts = [(await http.get(base + path)).text for path in CONSOLE]
+    async with http.stream("GET", f"{base}/console/events") as events:
+        async for line in events.aiter_lines():
+            if line.startswith("data: "):
+                return [*texts, line]
+    raise AssertionError("the console's event stream ended without a snapshot")
 
 
 def without_echo(raw: str) -> str:
