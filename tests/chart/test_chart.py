@@ -279,8 +279,8 @@ def test_the_service_and_the_ingress_reach_the_broker_on_port_8000(gpu: Rendered
     ingress = gpu.one("Ingress", BROKER)
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] == "detector.example.com"
-    assert {(path["path"], path["pathType"]) for path in rule["http"]["paths"]} == {("/", "Exact"),
-                                                                                       ("/camera/", "Prefix")}
+    assert {(path["path"], path["pathType"]) for path in rule["http"]["paths"]} == {
+        ("/", "Exact"), ("/camera/", "Prefix"), ("/console", "Prefix")}
     assert all(path["backend"]["service"] == {"name": BROKER, "port": {"name": "http"}}
                for path in rule["http"]["paths"]), "the pods' /internal/pods/ endpoint is never exposed"
     assert ingress["spec"]["ingressClassName"] == "nginx"
