@@ -49,7 +49,7 @@ function eventText(event) {
 
 function facts(camera, full) {
   const rows = [
-    ["fps", camera.fps.toFixed(1)],
+    ["fps", camera.state === "online" ? camera.fps.toFixed(1) : "–"], // a stream going down reports odd rates
     ["frames", String(camera.frames)],
     ["reconnects", String(camera.reconnects)],
     ["frame age", age(camera.frame_age_s)],

@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from broker.pods import PodLink
 from broker.service import Broker
 from broker.settings import BrokerSettings
 from detector.contract.pods import DetectionEvent, SightedBox, Sighting, StreamReport
+from tests.support.model_server import serve_mutable
 from tests.support.recording import RecordingRunner
 from tests.support.servers import free_port
 
@@ -188,6 +190,34 @@ def test_every_asset_is_served_by_the_broker() -> None:
         assert re.findall(r"(?:https?:)?//[a-z0-9]", text) == [], "every URL is relative to the broker"
     assert sorted(re.findall(r'(?:src|href)="([^"]+)"', page)) == ["console/console.css", "console/console.js",
                                                                    "data:,"]
+
+
+@dataclass
+class ClusterRunner(RecordingRunner):
+    """The kubernetes runner as far as the console goes: every camera pod serves its frame at ``url``."""
+
+    url: str = ""
+
+    async def image_url(self, name: str, report: StreamReport | None) -> str | None:
+        return self.url
+
+
+def test_in_a_cluster_frames_come_through_the_pods() -> None:
+    jpeg = b"\xff\xd8 a camera pod's latest frame \xff\xd9"
+    with serve_mutable({"image": jpeg}) as base:
+        runner = ClusterRunner(url=f"{base}/image")
+        broker = Broker(BrokerSettings(heartbeat_interval_sec=3600, auth_token=TOKEN, runner="kubernetes"), runner)
+        with TestClient(build_app(broker)) as client:
+            with client.websocket_connect(f"/?token={TOKEN}") as backend:
+                backend.receive_text()
+                backend.send_text(json.dumps({"type": "setSubscriptionList", "subscriptions": entries()}))
+                backend.send_text(json.dumps({"type": "requestState"}))
+                backend.receive_text()
+            client.get(f"/console?token={TOKEN}")
+            state = client.get("/console/state").json()
+            image = client.get(f"/camera/{FIRST.replace(';', '%3B')}/image")
+    assert state["runner"] == "kubernetes" and [c["identifier"] for c in state["cameras"]] == [FIRST, SECOND]
+    assert image.status_code == 200 and image.content == jpeg and image.headers["content-type"] == "image/jpeg"
 
 
 # ---- the event stream ------------------------------------------------------------------------------
