@@ -41,12 +41,16 @@ class PodRegistry:
             del self.links[link.name]
 
     def update(self, link: PodLink, report: StreamReport) -> None:
-        """A pod's process counts its frames and reconnects from 0: a new link whose first report counts fewer
-        than the pod's last report is a process that started again (a crash, a kill, a replacement), not a link
-        that only dropped. (A pod that dies before reading a frame or reconnecting is not seen to restart.)"""
+        """A pod reports when its process started: a new start time is a process that started again (a crash, a
+        kill, a replacement), not a link that only dropped. Pods from before ``started_at`` count their frames and
+        reconnects from 0, so a new link whose first report counts fewer than the last report is one too."""
         last = self._last.get(link.name)
-        counted_back = last is not None and (report.frames < last.frames or report.reconnects < last.reconnects)
-        if link.report is None and counted_back:
+        if last is not None and last.started_at is not None and report.started_at is not None:
+            restarted = report.started_at != last.started_at
+        else:
+            restarted = last is not None and link.report is None and (
+                report.frames < last.frames or report.reconnects < last.reconnects)
+        if restarted:
             self.restarts[link.name] = self.restarts.get(link.name, 0) + 1
             log.warning("camera pod restarted", extra={"pod": link.name, "restarts": self.restarts[link.name]})
         link.report, link.reported_at = report, time.monotonic()

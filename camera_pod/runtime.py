@@ -65,6 +65,7 @@ class CameraPod:
     hub: StreamHub = field(default_factory=StreamHub)
     pipelines: LoadedPipelines = field(init=False)
     _started: float = field(default_factory=time.monotonic)
+    _started_at: float = field(default_factory=time.time)
     _displays: dict[str, Display] = field(default_factory=dict)
     _config: StreamConfig | None = None
     _applying: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -338,7 +339,8 @@ class CameraPod:
                             frames=status.frames if status else 0, reconnects=status.reconnects if status else 0,
                             last_error=error, http_port=self.http_port, usage=self.usage.sample(),
                             display_errors={i: d.error for i, d in self._displays.items() if d.error},
-                            sightings={i: d.sighting for i, d in self._displays.items() if d.sighting})
+                            sightings={i: d.sighting for i, d in self._displays.items() if d.sighting},
+                            started_at=self._started_at)
 
     def health(self) -> PodHealth:
         ok, detail = self.healthy()

@@ -140,6 +140,9 @@ class Sighting(_Closed):
 
 
 class StreamReport(_Closed):
+    # Fields a newer pod adds are ignored, not refused: a broker upgraded after its pods still reads them.
+    model_config = ConfigDict(extra="ignore")
+
     kind: Literal["status"] = "status"
     online: bool
     state: str
@@ -154,6 +157,8 @@ class StreamReport(_Closed):
                                            "that does not load, or a new one kept out (the old one runs)")
     sightings: dict[str, Sighting] = Field(default_factory=dict, description="by display identifier: the boxes "
                                            "of its latest processed frame")
+    started_at: float | None = Field(None, description="when the pod's process started (Unix time): a new value "
+                                     "is a restart")
 
 
 class PodHealth(_Closed):

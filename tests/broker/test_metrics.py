@@ -18,7 +18,7 @@ from broker.app import build_app
 from broker.planning import pod_name
 from broker.service import Broker
 from broker.settings import BrokerSettings
-from detector.contract.pods import PodUsage, StreamReport
+from detector.contract.pods import POD_MESSAGE, PodUsage, StreamReport
 from tests.broker.test_service import Backend, event, subscription
 from tests.support import metric_names
 from tests.support.embedded import Worker
@@ -42,10 +42,10 @@ class PodSocket:
 
 
 def report(*, frames: int = 100, reconnects: int = 0, online: bool = True, last_frame_at: float | None = None,
-           display_errors: dict[str, str] | None = None) -> StreamReport:
+           display_errors: dict[str, str] | None = None, started_at: float | None = None) -> StreamReport:
     return StreamReport(online=online, state="streaming", fps=5.0, frames=frames, reconnects=reconnects,
                         last_frame_at=time.time() - 3 if last_frame_at is None else last_frame_at, last_error=None,
-                        http_port=0, display_errors=display_errors or {},
+                        http_port=0, display_errors=display_errors or {}, started_at=started_at,
                         usage=PodUsage(cpu_used_cores=0.5, cpu_limit_cores=2, memory_used_bytes=1 << 20,
                                        memory_limit_bytes=1 << 30))
 
@@ -180,7 +180,27 @@ async def test_cameras_that_are_gone_leave_no_series_and_no_label_holds_a_url(br
     assert all(POD not in json.dumps(samples) for samples in after.values()), "a removed camera is not scraped"
 
 
+async def test_a_pod_that_reports_a_new_start_time_restarted(broker: Broker) -> None:
+    """Even one that died before it read a frame: its start time changed, whatever its counts say."""
+    await broker.reconcile([subscription("d1;cam", url=URL)])
+    broker.pods.update(broker.pods.attach(POD, PodSocket()), report(frames=0, started_at=1000.0))  # type: ignore[arg-type]
+    blip = broker.pods.attach(POD, PodSocket())  # type: ignore[arg-type]
+    broker.pods.update(blip, report(frames=0, started_at=1000.0))  # the link dropped, the process ran on
+    assert value(broker, "detector_camera_restarts_total", camera_pod=POD) == 0
+    for started_at in (1010.0, 1020.0):
+        broker.pods.update(broker.pods.attach(POD, PodSocket()), report(frames=0, started_at=started_at))  # type: ignore[arg-type]
+    assert value(broker, "detector_camera_restarts_total", camera_pod=POD) == 2
+
+
+def test_a_report_with_fields_this_broker_does_not_know_is_read() -> None:
+    """Pods upgraded before their broker add fields to their reports: they are ignored, never refused."""
+    newer = {**report().model_dump(mode="json"), "a_later_field": {"x": 1}}
+    assert POD_MESSAGE.validate_json(json.dumps(newer)) == report().model_copy(
+        update={"last_frame_at": newer["last_frame_at"]})
+
+
 async def test_a_pod_that_comes_back_counting_from_zero_restarted(broker: Broker) -> None:
+    """Pods from before ``started_at``: a new link whose counts went back is a restart."""
     await broker.reconcile([subscription("d1;cam", url=URL)])
     broker.pods.update(broker.pods.attach(POD, PodSocket()), report(frames=500, reconnects=1))  # type: ignore[arg-type]
     blip = broker.pods.attach(POD, PodSocket())  # type: ignore[arg-type]
