@@ -216,7 +216,7 @@ async def test_a_pod_that_comes_back_counting_from_zero_restarted(broker: Broker
 
 
 async def test_the_scrape_serves_every_metric_the_docs_list_and_no_other(broker: Broker) -> None:
-    """docs/watching-metrics.md lists the broker's metrics: each is served, and each one served is listed."""
+    """README.md ("Watching it run") lists the broker's metrics: each is served, and each one served is listed."""
     await broker.reconcile([subscription("d1;cam", url=URL)])
     broker.pods.update(broker.pods.attach(POD, PodSocket()), report())  # type: ignore[arg-type]
     served = metric_names.exposed(TestClient(build_app(broker)).get("/metrics").text)

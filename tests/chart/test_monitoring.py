@@ -104,7 +104,7 @@ def test_the_dashboard_is_for_grafanas_sidecar(monitored: Rendered, render: Rend
 
 
 def test_every_queried_metric_is_a_documented_one(monitored: Rendered) -> None:
-    """The dashboard and the rules query only metrics that docs/watching-metrics.md lists (and the tests in
+    """The dashboard and the rules query only metrics that README.md ("Watching it run") lists (and the tests in
     tests/broker/test_metrics.py and test_queried_metrics.py hold the list to what the code serves)."""
     rules = metric_names.rule_expressions(monitored.one("PrometheusRule", FULLNAME)["spec"])
     queried = metric_names.queried([*rules, *metric_names.dashboard_expressions(dashboard(monitored))])

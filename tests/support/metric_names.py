@@ -1,4 +1,4 @@
-"""Metric names: those a scrape exposes, those docs/watching-metrics.md lists, those the chart's alert rules and
+"""Metric names: those a scrape exposes, those README.md ("Watching it run") lists, those the chart's alert rules and
 Grafana dashboard query (so a test can tell that every one of them is really exported)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "watching-metrics.md"
+DOC = ROOT / "README.md"  # its section "Watching it run"
 BROKER_SECTION = "The broker's /metrics"
 POD_SECTION = "A camera pod's /metrics"
 # A metric name in PromQL: ours all start with detector_ (label names and functions never do).
@@ -36,7 +36,7 @@ def sampled(page: str) -> set[str]:
 
 
 def documented(section: str = BROKER_SECTION) -> set[str]:
-    """The metric names in the tables of one section of docs/watching-metrics.md (first cell, in backticks)."""
+    """The metric names in the tables of one section of README.md ("Watching it run") (first cell, in backticks)."""
     text = DOC.read_text(encoding="utf-8")
     start = text.index(f"### {section}")
     end = text.find("\n#", start + 4)
