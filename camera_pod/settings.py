@@ -40,6 +40,10 @@ class PodSettings(BaseSettings):
         description="where the ultralytics backend runs models: cpu, cuda or cuda:N; auto: cuda when torch sees one")
     onnx_imgsz: int | None = Field(
         None, ge=32, le=4096, multiple_of=32, description="export detectors at this input size; empty: training size")
+    inference_precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="ONNX models on the CPU: fp32; int8 (calibrated on the archive's calibration/ images or "
+                            "the camera's frames); auto: int8 where the CPU has VNNI/AMX and int8 agrees with fp32 "
+                            "and is faster on this model, else fp32")
     onnx_rect: bool = Field(
         True, description="detectors take the smallest stride-multiple rectangle around the frame; false: a square")
     action_outbox: bool = Field(True, description="Redis/PostgreSQL writes go through the durable outbox on local "

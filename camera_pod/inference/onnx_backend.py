@@ -2,7 +2,8 @@
 
 The ``.onnx`` is self-describing: Ultralytics writes ``task``, ``names``, ``imgsz``, ``stride`` and ``end2end``
 into its metadata. One ``InferenceSession`` per model; ``run`` is thread-safe, so callers are not serialised
-(only the optional tracker is).
+(only the optional tracker is). The session can be replaced while the model serves (:meth:`OnnxModel.serve`:
+its int8 form, see ``inference.precision``); a call in flight finishes on the session it started with.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import ast
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -28,6 +30,14 @@ CPU = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 PREFERRED_PROVIDERS = (*GPU_PROVIDERS, CPU)
 _TASKS: tuple[Task, ...] = ("detect", "classify")
+Precision = Literal["fp32", "int8"]
+
+
+class InputObserver(Protocol):
+    """Sees every model input in service: the blob, whether the model found something in it (always true for
+    a classifier) and how long the model call took (seconds)."""
+
+    def __call__(self, blob: preprocessing.Blob, found: bool, seconds: float) -> None: ...
 
 
 class OnnxLoadError(ModelLoadError):
@@ -114,8 +124,13 @@ def _input_geometry(shape: Sequence[Any], metadata: dict[str, str],
 class OnnxModel(DescribedModel):
     def __init__(self, path: Path, *, providers: Sequence[str] = (CPU,), threads: int | None = None,
                  cache_dir: Path | None = None) -> None:
-        self._session = create_session(path, providers=providers, threads=threads or default_threads(),
-                                       cache_dir=cache_dir)
+        self.path = path  # the float32 export
+        self._threads = threads or default_threads()
+        self._cache_dir = cache_dir
+        self._session = create_session(path, providers=providers, threads=self._threads, cache_dir=cache_dir)
+        self.precision: Precision = "fp32"
+        self.observer: InputObserver | None = None
+        self.upgrade: object = None  # what decides its precision (inference.precision.Int8Upgrade), when anything
         metadata = _metadata(self._session, path)
         task = metadata["task"]
         if task not in _TASKS:
@@ -144,18 +159,51 @@ class OnnxModel(DescribedModel):
     def providers(self) -> list[str]:
         return list(self._session.get_providers())
 
-    def _run(self, blob: np.ndarray) -> Any:
-        return self._session.run([self._output_name], {self._input_name: blob})[0]
+    @property
+    def input_name(self) -> str:
+        return str(self._input_name)
+
+    def open_session(self, path: Path) -> Any:
+        """A session of another form of this model (its int8 file), on this model's providers and threads."""
+        session = create_session(path, providers=self.providers, threads=self._threads, cache_dir=self._cache_dir)
+        metadata = _metadata(session, path)
+        if metadata["task"] != self._task or _names(metadata["names"], path) != self._names:
+            raise OnnxLoadError(f"{path.name}: not the same model as {self.path.name}")
+        return session
+
+    def serve(self, session: Any, precision: Precision) -> None:
+        """Answer from ``session`` from the next call on."""
+        self._session, self.precision = session, precision
+
+    def prepare(self, image: Image) -> preprocessing.Blob:
+        """The model input for a frame (detector) or a crop (classifier)."""
+        if self._task == "detect":
+            return preprocessing.detection_input(image, self._input_size, stride=self._stride)[0]
+        return preprocessing.classification_input(image, self._input_size)
+
+    def infer(self, blob: np.ndarray, session: Any = None) -> Any:
+        """The raw output for one input, from ``session`` (default: the one serving)."""
+        return (session or self._session).run([self._output_name], {self._input_name: blob})[0]
+
+    def decode(self, output: Any, *, min_confidence: float,
+               classes: Sequence[int] | None = None) -> postprocessing.RawBoxes:
+        """A detector's raw output → boxes in model-input pixels."""
+        if self._end_to_end or output.shape[-1] == 6:
+            return postprocessing.decode_end_to_end(output, min_confidence=min_confidence, classes=classes)
+        return postprocessing.decode_detect(output, min_confidence=min_confidence, classes=classes)
+
+    def _run(self, blob: np.ndarray) -> tuple[Any, float]:
+        started = time.perf_counter()
+        output = self.infer(blob)
+        return output, time.perf_counter() - started
 
     def detect(self, image: Image, *, classes: Sequence[int] | None, min_confidence: float,
                track: bool = False, tracker: str = "bytetrack") -> Detections:
         blob, letterbox = preprocessing.detection_input(image, self._input_size, stride=self._stride)
-        output = self._run(blob)
-        confidence = max(min_confidence, 0.001)
-        if self._end_to_end or output.shape[-1] == 6:
-            raw = postprocessing.decode_end_to_end(output, min_confidence=confidence, classes=classes)
-        else:
-            raw = postprocessing.decode_detect(output, min_confidence=confidence, classes=classes)
+        output, took = self._run(blob)
+        raw = self.decode(output, min_confidence=max(min_confidence, 0.001), classes=classes)
+        if self.observer is not None:
+            self.observer(blob, len(raw.confidence) > 0, took)
         detections = Detections(letterbox.to_source(raw.xyxy), raw.confidence, raw.class_id, self._names)
         return self._track(detections, image, tracker) if track else detections
 
@@ -169,6 +217,10 @@ class OnnxModel(DescribedModel):
             return result
 
     def classify(self, image: Image) -> Classification:
-        probs = postprocessing.probabilities(self._run(preprocessing.classification_input(image, self._input_size)))
+        blob = preprocessing.classification_input(image, self._input_size)
+        output, took = self._run(blob)
+        if self.observer is not None:
+            self.observer(blob, True, took)
+        probs = postprocessing.probabilities(output)
         top = int(probs.argmax())
         return Classification(self._names[top], float(probs[top]))

@@ -4,12 +4,14 @@
 GPU provider — then ``ultralytics``): each ``.pt`` is exported to ONNX once (cached by its sha256) and served by ONNX
 Runtime; a checkpoint that loads but does not export, or whose export does not open, is served by the
 Ultralytics backend instead, with a warning. ``ultralytics``: every model is served by Ultralytics, on
-``InferenceOptions.device`` (``auto``: the GPU when torch sees one).
+``InferenceOptions.device`` (``auto``: the GPU when torch sees one). An ONNX model then serves in float32 or int8
+as ``InferenceOptions.precision`` asks (``inference.precision``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Literal
 from camera_pod.inference import onnx_backend, onnx_export
 from camera_pod.inference.models import Model
 from camera_pod.inference.onnx_backend import OnnxLoadError, OnnxModel
+from camera_pod.inference.precision import Int8Upgrade, Precision, PrecisionPolicy
 from camera_pod.inference.ultralytics_backend import UltralyticsModel
 from camera_pod.settings import PodSettings
 
@@ -38,6 +41,7 @@ class InferenceOptions:
     imgsz: int | None = None  # export detectors at this input size; None: their training size
     rect: bool = True  # detectors letterbox into the smallest stride-multiple rectangle; False: a fixed square
     device: str = "auto"  # where Ultralytics runs models: cpu, cuda, cuda:N; auto: cuda when torch sees one
+    precision: Precision = "auto"  # ONNX models: fp32, int8, or auto (int8 where it is checked to pay)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class OnnxLoader:
         model = self._onnx_model(path)
         if isinstance(model, OnnxModel):
             log.info("model served by ONNX Runtime", extra={"model": path.name, "providers": model.providers})
+            lock = functools.partial(onnx_export.locked, self.cache_dir, f"{model.path.stem}-int8")
+            Int8Upgrade(model, PrecisionPolicy(self.options.precision), lock).start(path)
         return model
 
     def _onnx_model(self, path: Path) -> Model:
@@ -108,7 +114,7 @@ def _available_providers() -> list[str]:
 def options_from_settings(settings: PodSettings) -> InferenceOptions:
     return InferenceOptions(backend=settings.inference_backend, providers=settings.inference_providers,
                             threads=settings.inference_threads, imgsz=settings.onnx_imgsz, rect=settings.onnx_rect,
-                            device=settings.inference_device)
+                            device=settings.inference_device, precision=settings.inference_precision)
 
 
 def resolve_backend(requested: Backend, available_providers: list[str], gpu_present: bool) -> Backend:
