@@ -108,12 +108,13 @@ class Int8Upgrade:
         if self.policy.precision == "fp32" or refusal is not None:
             self._settle(Verdict("fp32", refusal or "DETECTOR_INFERENCE_PRECISION=fp32"), None, store=False)
             return
-        images = calibration.read_images(calibration.archive_images(checkpoint, self.model.task))
-        blobs = [self.model.prepare(image) for image in images]
-        if self._serve_stored(calibration.digest(blobs) if blobs else None):
+        paths = calibration.archive_images(checkpoint, self.model.task)
+        archive_digest = calibration.files_digest(paths) if paths else None
+        if self._serve_stored(archive_digest):
             return
+        blobs = [self.model.prepare(image) for image in calibration.read_images(paths)]
         if blobs:
-            self.decide(blobs, "archive")
+            self.decide(blobs, "archive", archive_digest)
         else:
             self.model.observer = self._observe
 
@@ -126,21 +127,21 @@ class Int8Upgrade:
             self.model.observer = None
         return self.decide([self.model.prepare(image) for image in images], "camera")
 
-    def decide(self, blobs: Sequence[Blob], source: Source) -> Verdict:
-        """Quantise on ``blobs`` (unless this model is too small to gain), measure, choose, store and serve."""
+    def decide(self, blobs: Sequence[Blob], source: Source, archive_digest: str | None = None) -> Verdict:
+        """Quantise on ``blobs`` (unless this model is too small to gain), measure, choose, store and serve.
+        ``archive_digest`` names the archive's images the blobs come from (else the blobs are digested)."""
         fp32_ms = best_ms(lambda: self.model.infer(blobs[0]))
         if self.policy.precision == "auto" and fp32_ms < self.policy.min_fp32_ms:
             return self._settle(self._too_small(fp32_ms), None, store=True)
         with self._lock():
-            if self._serve_stored(calibration.digest(blobs) if source == "archive" else None):  # decided meanwhile
+            if self._serve_stored(archive_digest):  # decided meanwhile by another loader of the same cache
                 assert self.verdict is not None
                 return self.verdict
-            verdict, session = self._measure(blobs, source)
+            verdict, session = self._measure(blobs, source, archive_digest or calibration.digest(blobs))
             calibration.write_verdict(self.model.path, verdict)
         return self._settle(verdict, session, store=False)
 
-    def _measure(self, blobs: Sequence[Blob], source: Source) -> tuple[Verdict, Any]:
-        digest = calibration.digest(blobs)
+    def _measure(self, blobs: Sequence[Blob], source: Source, digest: str) -> tuple[Verdict, Any]:
         target = calibration.int8_path(self.model.path, digest)
         session = self._open_quantised(target, blobs)
         agreement, evidence = self._compare(session, blobs)
@@ -199,7 +200,7 @@ class Int8Upgrade:
             return False
         try:
             session = self.model.open_session(self.model.path.with_name(stored.int8_file))
-        except OnnxLoadError as exc:
+        except (OnnxLoadError, ValueError) as exc:  # ValueError: not a file name
             log.warning("stored int8 model unusable, deciding again", extra={"onnx": self.model.path.name,
                                                                              "error": str(exc)})
             return False
