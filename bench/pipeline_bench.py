@@ -18,6 +18,13 @@ Ultralytics backend on the GPU (``DETECTOR_INFERENCE_DEVICE``), and with ONNX Ru
 Scenarios: ``fixture`` (tests/fixtures/gas_station.mpta on tests/fixtures/media/cars.mp4) and
 ``yolov8n-640`` (an untrained YOLOv8n detector at 640, built offline from its YAML, packed with the
 fixture classifiers; it detects nothing, so its detector stage is also measured alone).
+
+ONNX Runtime on the CPU is measured in float32 (``DETECTOR_INFERENCE_PRECISION=fp32``) and in int8 (``int8``):
+before the measured runs, every model is calibrated once on frames of the video (the detector on every 8th
+frame, each classifier on the crops the float32 detector cuts from them), as a camera pod calibrates on its own
+frames; the int8 files and their verdicts (what ``auto`` would serve here, and why) sit in the shared cache.
+The detector alone is also set against the machine's floors: its work at the float32 matmul rate (numpy, and
+ONNX Runtime's MatMul) and at ONNX Runtime's int8 matmul rate (MatMulInteger, u8 × s8 → s32).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ QUICK_FIRST_FRAME = 10  # --quick: start where the first car drives in
 REALISTIC_DETECTOR = "yolov8n_640.pt"
 LATENCY_TARGET = 1.5  # frame age p99 ≤ 1.5 x one pipeline pass
 REALISTIC_FRAMES = 100  # the untrained YOLOv8n finds nothing: every frame costs the same, fewer will do
+CALIBRATION_EVERY = 8  # int8 calibration on every 8th frame of the video (34 frames)
 
 CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -132,7 +140,8 @@ class Ours:
         places = set()
         for model in self.archive.models.values():
             providers = getattr(model, "providers", None)
-            places.add(f"onnx {providers[0]}" if providers else f"ultralytics {getattr(model, 'device', '?')}")
+            int8 = " int8" if getattr(model, "precision", "fp32") == "int8" else ""
+            places.add(f"onnx {providers[0]}{int8}" if providers else f"ultralytics {getattr(model, 'device', '?')}")
         return ", ".join(sorted(places))
 
 
@@ -338,20 +347,59 @@ def model_gflops(archive: Path, folder: Path, frame_hw: tuple[int, int]) -> dict
             "classifier": float(np.mean(list(classifiers.values()))) if classifiers else 0.0}
 
 
+def calibrate_int8(ours: Ours, frames: list[np.ndarray]) -> dict[str, Any]:
+    """Quantise every model of ``ours`` (loaded with precision int8) on the camera's frames: the detector on
+    ``frames``, each classifier on the crops of its class that the float32 detector finds in them. Returns each
+    model's verdict (what ``auto`` would serve here and why); a model calibrated before (a classifier shared by
+    both archives) keeps its verdict."""
+    from camera_pod.inference import precision
+    from camera_pod.pipeline import cropping
+
+    root = ours.archive.config.pipeline
+    detector = ours.archive.models[root.modelId]
+    crops: dict[str, list[np.ndarray]] = {branch.modelId: [] for branch in root.branches}
+    for image in frames:
+        best = detector.detect(image, classes=None, min_confidence=root.minConfidence).best_per_class()
+        for branch in root.branches:
+            box = best.get(branch.cropClass or "")
+            crop = cropping.crop(image, box.xyxy) if box is not None else None
+            if crop is not None:
+                crops[branch.modelId].append(cropping.resize(crop, branch.resizeTarget) if branch.resizeTarget
+                                             else crop)
+    precision.calibrate(detector, frames)
+    for model_id, images in crops.items():
+        precision.calibrate(ours.archive.models[model_id], images)
+    verdicts = {}
+    for model_id, model in ours.archive.models.items():
+        upgrade = precision.upgrade_of(model)
+        verdict = upgrade.verdict if upgrade is not None else None
+        verdicts[model_id] = {"served": getattr(model, "precision", "?"),
+                              "auto": verdict.precision if verdict else "?",
+                              "reason": verdict.reason if verdict else "not calibrated (no crops of its class)"}
+    return verdicts
+
+
 def prepare(out: Path) -> dict[str, Any]:
     """Build the realistic archive, count GFLOPs, and load both archives once with the ONNX backend into the
-    shared cache (an ONNX export happens once per model, as on a pod's first start): the measured children load
-    from it."""
+    shared cache (an ONNX export happens once per model, as on a pod's first start), then once more in int8,
+    calibrated on frames of the video: the measured children load from it."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     realistic = build_realistic(out / "yolov8n-640")
     frame_hw = decode(1)[0].shape[:2]
-    for archive in (FIXTURE_MPTA, realistic):
+    archives = {"fixture": FIXTURE_MPTA, "yolov8n-640": realistic}
+    calibration = decode(None)[::CALIBRATION_EVERY]
+    verdicts = {}
+    for scenario, archive in archives.items():
         ours = asyncio.run(open_ours(archive, out / "cache", inference_backend="onnx",
-                                     inference_providers=(CPU_PROVIDER,)))
+                                     inference_providers=(CPU_PROVIDER,), inference_precision="fp32"))
+        ours.engine.close()
+        ours = asyncio.run(open_ours(archive, out / "cache", inference_backend="onnx",
+                                     inference_providers=(CPU_PROVIDER,), inference_precision="int8"))
+        verdicts[scenario] = calibrate_int8(ours, calibration)
         ours.engine.close()
     import torch
 
-    return {"archives": {"fixture": str(FIXTURE_MPTA), "yolov8n-640": str(realistic)},
+    return {"archives": {name: str(path) for name, path in archives.items()}, "int8_verdicts": verdicts,
             "gpu_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "gflops": {"fixture": model_gflops(FIXTURE_MPTA, out / "flops-fixture", frame_hw),
                        "yolov8n-640": model_gflops(realistic, out / "flops-realistic", frame_hw)}}
@@ -408,8 +456,9 @@ def flavours(device: str) -> list[Flavour]:
     from camera_pod.inference import selection
     from camera_pod.settings import PodSettings
 
-    def onnx(providers: Sequence[str]) -> tuple[tuple[str, str], ...]:
-        return ("DETECTOR_INFERENCE_BACKEND", "onnx"), ("DETECTOR_INFERENCE_PROVIDERS", ",".join(providers))
+    def onnx(providers: Sequence[str], precision: str = "fp32") -> tuple[tuple[str, str], ...]:
+        return (("DETECTOR_INFERENCE_BACKEND", "onnx"), ("DETECTOR_INFERENCE_PROVIDERS", ",".join(providers)),
+                ("DETECTOR_INFERENCE_PRECISION", precision))
 
     ultralytics = (("DETECTOR_INFERENCE_BACKEND", "ultralytics"), ("DETECTOR_INFERENCE_DEVICE", device))
     if device == "cpu":
@@ -417,13 +466,20 @@ def flavours(device: str) -> list[Flavour]:
         offered = [name for name in typing.get_args(PodSettings.model_fields["inference_backend"].annotation)
                    if name != "auto"]
         backends = [configured, *(value for value in offered if value != configured)]
-        return [Flavour(f"ours [{name}]", onnx([CPU_PROVIDER]) if name == "onnx" else ultralytics)
-                for name in backends]
+        chosen = []
+        for name in backends:
+            if name == "onnx":
+                chosen += [Flavour("ours [onnx]", onnx([CPU_PROVIDER])),
+                           Flavour("ours [onnx int8]", onnx([CPU_PROVIDER], "int8"))]
+            else:
+                chosen.append(Flavour(f"ours [{name}]", ultralytics))
+        return chosen
     gpu = [name for name in GPU_PROVIDERS if name in onnxruntime.get_available_providers()]
     return [*([Flavour(f"ours [onnx {gpu[0].removesuffix('ExecutionProvider')}]", onnx([*gpu, CPU_PROVIDER]),
                        gpu=True)] if gpu else []),
             Flavour(f"ours [ultralytics {device}]", ultralytics, gpu=True),
-            Flavour("ours [onnx CPU]", onnx([CPU_PROVIDER]))]
+            Flavour("ours [onnx CPU]", onnx([CPU_PROVIDER])),
+            Flavour("ours [onnx CPU int8]", onnx([CPU_PROVIDER], "int8"))]
 
 
 @dataclass(frozen=True)
@@ -493,25 +549,72 @@ class Plan:
             between()
 
 
+def onnx_matmul_rate(op: str, threads: int, seconds: float = 1.5, size: int = 1024) -> float:
+    """Best rate of one ``size``² matmul through ONNX Runtime's CPU provider on ``threads`` threads, in G(FL)OPS:
+    ``MatMul`` (float32) or ``MatMulInteger`` (u8 × s8 → s32: MLAS's VNNI kernels where the CPU has them)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    integer = op == "MatMulInteger"
+    a = rng.integers(0, 256, (size, size), dtype=np.uint8) if integer else rng.random((size, size), np.float32)
+    b = rng.integers(-128, 128, (size, size), dtype=np.int8) if integer else rng.random((size, size), np.float32)
+    graph = helper.make_graph(
+        [helper.make_node(op, ["A", "B"], ["Y"])], "floor",
+        [helper.make_tensor_value_info("A", TensorProto.UINT8 if integer else TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("Y", TensorProto.INT32 if integer else TensorProto.FLOAT, [size, size])],
+        [numpy_helper.from_array(b, "B")])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=[CPU_PROVIDER])
+    session.run(None, {"A": a})  # warm-up: thread pool, packed weights
+    best, deadline = math.inf, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        session.run(None, {"A": a})
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def floors() -> dict[str, float]:
+    """ONNX Runtime's float32 and int8 matmul rates here, on all cores and on one (a child: its own threads)."""
+    cores = common.cores()
+    return {"ort_fp32": onnx_matmul_rate("MatMul", cores), "ort_fp32_one_core": onnx_matmul_rate("MatMul", 1),
+            "int8": onnx_matmul_rate("MatMulInteger", cores), "int8_one_core": onnx_matmul_rate("MatMulInteger", 1)}
+
+
 @dataclass
 class Machine:
     """Float32 matmul rates: all cores (numpy's BLAS threads), one core, and the GPU (torch, full float32, when
-    the bench runs on one); the best seen during the run."""
+    the bench runs on one); ONNX Runtime's float32 and int8 matmul rates on the CPU; the best seen during the
+    run."""
 
     device: str = "cpu"
     all_cores: float = 0.0
     one_core: float = 0.0
     gpu: float = 0.0
+    onnx: dict[str, float] = field(default_factory=dict)
 
     def measure(self) -> None:
         self.all_cores = max(self.all_cores, common.gflops_in_child(threads=None))
         self.one_core = max(self.one_core, common.gflops_in_child(threads=1))
         if self.device != "cpu":
             self.gpu = max(self.gpu, common.gflops_in_child(threads=None, device=self.device))
+        measured = common.run_child(SCRIPT, ["--variant", "floors"])
+        self.onnx = {name: max(rate, self.onnx.get(name, 0.0)) for name, rate in measured.items()}
 
     @property
     def peak(self) -> float:
         return max(self.all_cores, self.one_core * common.cores())
+
+    @property
+    def ort_fp32_peak(self) -> float:
+        return max(self.onnx["ort_fp32"], self.onnx["ort_fp32_one_core"] * common.cores())
+
+    @property
+    def int8_peak(self) -> float:
+        return max(self.onnx["int8"], self.onnx["int8_one_core"] * common.cores())
 
 
 def throughput_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> tuple[list[list[object]],
@@ -539,6 +642,22 @@ def throughput_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> tup
                        1000 / r["fps"], achieved, achieved / peak * 100,
                        math.nan if gpu else achieved / machine.one_core * 100])
     return rows, limits
+
+
+def floor_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> list[list[object]]:
+    """The detector alone (CPU variants): its time per frame against its work at each floor's rate."""
+    rows = []
+    for job in plan.jobs():
+        if job.stage != "detector only" or plan.on_gpu(job):
+            continue
+        r, work = plan.results[job.key], gflops[job.scenario]["detector"]
+        actual = 1000 / r["fps"]
+        row: list[object] = [job.scenario, job.label, r["backend"], work, actual]
+        for peak in (machine.peak, machine.ort_fp32_peak, machine.int8_peak):
+            floor = work / peak * 1000
+            row += [floor, actual / floor * 100]
+        rows.append(row)
+    return rows
 
 
 def latency_rows(plan: Plan, rates: Sequence[float]) -> list[list[object]]:
@@ -592,6 +711,7 @@ def main() -> None:
         plan.archives = prepared["archives"]
         plan.best_of(args.rounds or (1 if args.quick else 2), machine.measure)
         rows, limits = throughput_rows(plan, prepared["gflops"], machine)
+        floor = floor_rows(plan, prepared["gflops"], machine)
         fastest = max(r["fps"] for key, r in plan.results.items() if key.startswith("fixture pipeline"))
         overload = float(math.ceil(1.5 * fastest))
         lat = latency_rows(plan, [10.0, 30.0] + ([overload] if overload > 30 else []))
@@ -599,16 +719,18 @@ def main() -> None:
                                              "--cache", plan.cache], env=dict(plan.flavours[0].env)) \
             if args.profile else None
     machine.measure()
-    report(plan, prepared, rows, limits, lat, machine, profiled)
+    report(plan, prepared, rows, limits, lat, machine, profiled, floor)
     common.write_json(args.json, {"device": args.device, "gpu_name": prepared.get("gpu_name"),
                                   "machine_gflops": machine.peak, "machine_gflops_all_cores": machine.all_cores,
                                   "machine_gflops_one_core": machine.one_core, "gpu_gflops": machine.gpu,
+                                  "onnx_runtime_floors": machine.onnx, "int8_verdicts": prepared["int8_verdicts"],
                                   "cores": common.cores(), "gflops": prepared["gflops"], "archives": plan.archives,
                                   "runs": plan.results, "profile": profiled})
 
 
 def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limits: list[list[object]],
-           lat: list[list[object]], machine: Machine, profiled: dict[str, Any] | None) -> None:
+           lat: list[list[object]], machine: Machine, profiled: dict[str, Any] | None,
+           floor: list[list[object]]) -> None:
     some = next(iter(plan.results.values()))
     cores, rounds = common.cores(), len(some["rounds_fps"])
     where = f"{cores} cores" + (f", {prepared['gpu_name']} ({plan.device})" if plan.device != "cpu" else "")
@@ -637,6 +759,19 @@ def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limit
          "of the all-core matmul and cores x the one-core matmul; GPU: a 4096² torch float32 matmul), best seen "
          "during the run."]))
     print(common.table(
+        f"Detector alone against the machine's floors (float32: numpy {machine.peak:.0f} GFLOPS, ONNX Runtime MatMul "
+        f"{machine.ort_fp32_peak:.0f} GFLOPS; int8: ONNX Runtime MatMulInteger {machine.int8_peak:.0f} GOPS)",
+        ["scenario", "variant", "runs on", "G(FL)OP/frame", "actual ms/frame", "fp32 floor ms (numpy)",
+         "time as % of it", "fp32 floor ms (ORT)", "time as % of it", "int8 floor ms (ORT)", "time as % of it"], floor,
+        ["floor = the detector's work at its letterboxed input (multiply-adds x 2, whatever the precision) at the "
+         "rate of a 1024² matmul on every core of this machine (the larger of all-core and cores x one-core), best "
+         "seen during the run; 100 % would be a detector as efficient as one large matmul. int8 rows keep the "
+         "head's decoding in float32 (see camera_pod/inference/quantisation.py)."]))
+    verdicts = "; ".join(f"{scenario} {model}: {v['auto']} ({v['reason']})"
+                         for scenario, models in prepared["int8_verdicts"].items() for model, v in models.items())
+    print(f"What DETECTOR_INFERENCE_PRECISION=auto serves here, per model (calibrated on every "
+          f"{CALIBRATION_EVERY}th frame): {verdicts}\n")
+    print(common.table(
         "Frame age at the end of processing (frames fed at a fixed rate while the pipeline runs)",
         ["fed fps", "hand-over → pipeline", "fed", "processed", "skipped (slot)", "left queued", "pass p50 ms",
          "pass p99 ms", "age p50 ms", "age p99 ms", "wait p50 ms", "wait p99 ms", "age p99 ÷ pass p99",
@@ -655,6 +790,8 @@ def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limit
 def run_variant(args: argparse.Namespace) -> None:
     if args.variant == "prepare":
         result = prepare(Path(args.out))
+    elif args.variant == "floors":
+        result = floors()
     elif args.variant == "profile":
         result = {"text": asyncio.run(profile(args))}
     else:
