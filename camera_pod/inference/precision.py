@@ -114,7 +114,7 @@ class Int8Upgrade:
             return
         blobs = [self.model.prepare(image) for image in calibration.read_images(paths)]
         if blobs:
-            self.decide(blobs, "archive", archive_digest)
+            self._decide_safely(blobs, "archive", archive_digest)
         else:
             self.model.observer = self._observe
 
@@ -125,7 +125,7 @@ class Int8Upgrade:
             if self.model.observer is None or not images:
                 return None
             self.model.observer = None
-        return self.decide([self.model.prepare(image) for image in images], "camera")
+        return self._decide_safely([self.model.prepare(image) for image in images], "camera")
 
     def decide(self, blobs: Sequence[Blob], source: Source, archive_digest: str | None = None) -> Verdict:
         """Quantise on ``blobs`` (unless this model is too small to gain), measure, choose, store and serve.
@@ -228,12 +228,15 @@ class Int8Upgrade:
     def _decide_in_background(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # low priority: the camera's own frames come first
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread (Linux), and its children
+        self._decide_safely(self._samples.take(), "camera")
+
+    def _decide_safely(self, blobs: Sequence[Blob], source: Source, archive_digest: str | None = None) -> Verdict:
         try:
-            self.decide(self._samples.take(), "camera")
-        except Exception as exc:  # a failed calibration must never stop the camera: keep serving float32
+            return self.decide(blobs, source, archive_digest)
+        except Exception as exc:  # a failed calibration must never stop the model or the camera: float32 it is
             log.warning("int8 calibration failed, serving float32", extra={"onnx": self.model.path.name,
                                                                            "error": f"{type(exc).__name__}: {exc}"})
-            self._settle(Verdict("fp32", f"int8 calibration failed: {exc}"), None, store=False)
+            return self._settle(Verdict("fp32", f"int8 calibration failed: {exc}", source), None, store=False)
 
     def _settle(self, verdict: Verdict, session: Any, *, store: bool) -> Verdict:
         if store:

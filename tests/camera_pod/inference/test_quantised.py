@@ -256,13 +256,24 @@ def test_a_stored_int8_file_that_does_not_open_is_quantised_again(calibrated_che
     assert quantisations == [quantisations[0]] * 2 and quantisations[0].stat().st_size > 1000  # same inputs
 
 
+def _failing(fp32: Path, *_: Any, **__: Any) -> None:
+    raise quantisation.QuantisationError(f"{fp32.name}: int8 quantisation failed: boom")
+
+
+def test_a_failed_quantisation_at_load_still_loads_the_model_in_fp32(calibrated_checkpoints: Checkpoints,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quantisation, "quantise", _failing)
+    model = OnnxLoader(tmp_path, InferenceOptions(threads=1, precision="int8"))(calibrated_checkpoints.detector)
+    upgrade = precision.upgrade_of(model)
+    assert isinstance(model, OnnxModel) and model.precision == "fp32"
+    assert upgrade is not None and upgrade.verdict is not None and "boom" in upgrade.verdict.reason
+
+
 def test_a_failed_quantisation_keeps_the_camera_on_fp32(checkpoints: Checkpoints, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         video_frames: list[VideoFrame]) -> None:
-    def failing(fp32: Path, *_: Any, **__: Any) -> None:
-        raise quantisation.QuantisationError(f"{fp32.name}: int8 quantisation failed: boom")
-
-    monkeypatch.setattr(quantisation, "quantise", failing)
+    monkeypatch.setattr(quantisation, "quantise", _failing)
     model = OnnxLoader(tmp_path, InferenceOptions(threads=1, precision="int8"))(checkpoints.detector)
     upgrade = precision.upgrade_of(model)
     assert upgrade is not None
