@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from camera_pod.mpta.loading import LoadedArchive
 from camera_pod.mpta.naming import result_field
-from camera_pod.mpta.schema import Action, Node, PostgresUpdateCombined, RedisPublish, RedisSaveImage
+from camera_pod.mpta.schema import Action, Node, OcrNode, PostgresUpdateCombined, RedisPublish, RedisSaveImage
 
 
 def _action_text(action: Action) -> str:
@@ -37,8 +37,26 @@ def _node_text(archive: LoadedArchive, node: Node, is_root: bool) -> str:
     return "  ".join(parts)
 
 
+def _ocr_text(archive: LoadedArchive, node: OcrNode) -> str:
+    reader = archive.readers.get(node.modelId)
+    model = reader.recogniser.recognition.name if reader is not None else node.modelFile or "bundled"
+    parts = [f"{node.modelId} [ocr: {model}]"]
+    if node.triggerClasses:
+        parts.append("on " + "/".join(node.triggerClasses) + f" ≥ {node.minConfidence}")
+    if node.crop:
+        parts.append(f"crop {node.cropClass or node.triggerClasses[0]}")
+    if node.parallel:
+        parts.append("parallel")
+    rules = f"text ≥ {node.minTextConfidence}, {node.minLength}-{node.maxLength} of {len(node.allowedCharacters)} chars"
+    if node.pattern:
+        rules += f", pattern {node.pattern}" + (f" → {node.replacement}" if node.replacement else "")
+    parts.append(rules)
+    parts.append(f"→ {node.resultField}")
+    return "  ".join(parts)
+
+
 def _render(archive: LoadedArchive, node: Node, prefix: str, lines: list[str], is_root: bool) -> None:
-    children: list[tuple[str, Node | str]] = [("action", _action_text(a)) for a in node.actions]
+    children: list[tuple[str, Node | OcrNode | str]] = [("action", _action_text(a)) for a in node.actions]
     children += [("branch", branch) for branch in node.branches]
     children += [("after branches", _action_text(a)) for a in node.parallelActions]
     for index, (kind, child) in enumerate(children):
@@ -47,6 +65,8 @@ def _render(archive: LoadedArchive, node: Node, prefix: str, lines: list[str], i
         if isinstance(child, Node):
             lines.append(prefix + joint + _node_text(archive, child, False))
             _render(archive, child, prefix + indent, lines, False)
+        elif isinstance(child, OcrNode):
+            lines.append(prefix + joint + _ocr_text(archive, child))
         else:
             lines.append(f"{prefix}{joint}{kind}: {child}")
 

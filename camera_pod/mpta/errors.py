@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from detector.kit.errors import PermanentError, TemporaryError
 
 _ACTION_TAGS = frozenset({"redis_save_image", "redis_publish", "postgresql_update_combined"})
+_NODE_TAGS = frozenset({"model", "ocr"})  # a branch's kind: after its index, not part of the JSON path
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,16 @@ class MptaFetchError(TemporaryError):
 def json_path(location: tuple[int | str, ...], root: str = "") -> str:
     """Render a pydantic error location as ``pipeline.branches[1].modelFile``."""
     path = root
+    previous: int | str | None = None
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in _ACTION_TAGS:
+        elif part in _ACTION_TAGS or (part in _NODE_TAGS and isinstance(previous, int)):
+            previous = part
             continue  # the discriminated-union tag is not part of the JSON path
         else:
             path += f".{part}" if path else str(part)
+        previous = part
     return path or "(root)"
 
 

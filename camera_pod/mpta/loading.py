@@ -18,7 +18,8 @@ from camera_pod.inference.models import Model
 from camera_pod.mpta import extracting, fetching
 from camera_pod.mpta.errors import MptaError, issues_from_validation
 from camera_pod.mpta.schema import PipelineConfig
-from camera_pod.mpta.validating import validate
+from camera_pod.mpta.validating import load_readers, validate
+from camera_pod.ocr.reading import TextReader
 from detector.kit.file_locks import file_lock
 from detector.kit.redaction import redact_url
 
@@ -34,6 +35,7 @@ class LoadedArchive:
     root: Path
     config: PipelineConfig
     models: Mapping[str, Model]
+    readers: Mapping[str, TextReader] = field(default_factory=dict)  # text (OCR) nodes, by modelId
 
 
 def parse_pipeline(path: Path) -> PipelineConfig:
@@ -58,9 +60,10 @@ def load_extracted(root: Path, load_model: Callable[[Path], Model], sha256: str 
     """Parse and validate an extracted archive folder, loading each model file once."""
     config = parse_pipeline(root / extracting.PIPELINE_FILE)
     models, issues = validate(config, root, load_model)
-    if issues:
-        raise MptaError(issues)
-    return LoadedArchive(sha256, root, config, models)
+    readers, reader_issues = load_readers(config, root)
+    if issues or reader_issues:
+        raise MptaError(issues + reader_issues)
+    return LoadedArchive(sha256, root, config, models, readers)
 
 
 @dataclass

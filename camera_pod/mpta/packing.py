@@ -16,7 +16,7 @@ def pack(folder: Path, output: Path) -> list[str]:
     if not pipeline_file.is_file():
         raise MptaError.single(PIPELINE_FILE, f"missing in {folder}")
     config = parse_pipeline(pipeline_file)
-    members = sorted({node.modelFile for _, node in config.pipeline.walk()})
+    members = sorted({node.modelFile for _, node in config.pipeline.walk() if node.modelFile is not None})
     missing = [name for name in members if not (folder / name).is_file()]
     if missing:
         raise MptaError.single("pipeline.modelFile", f"not in {folder}: {', '.join(missing)}")

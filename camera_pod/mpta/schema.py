@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from camera_pod.mpta import patterns
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # ASCII only: no lookalikes; used with fullmatch
 DEFAULT_SCHEMA = "gas_station_1"
+PLATE_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+MODEL_ID = r"^[A-Za-z0-9_.-]+$"
+FIELD_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class _Closed(BaseModel):
@@ -112,8 +126,89 @@ class PostgresUpdateCombined(_Closed):
 Action = Annotated[RedisSaveImage | RedisPublish | PostgresUpdateCombined, Field(discriminator="type")]
 
 
+class OcrNode(_Closed):
+    """A text-recognition branch (``"type": "ocr"``): reads the text on its crop, e.g. a licence plate.
+
+    ``minConfidence`` gates the branch on its trigger class, as on every branch; ``minTextConfidence`` is the
+    least recognition confidence of a read (below it the node reads nothing).
+    """
+
+    type: Literal["ocr"]
+    modelId: str = Field(min_length=1, max_length=128, pattern=MODEL_ID)
+    modelFile: str | None = Field(None, min_length=1, max_length=512,
+                                  description="an ONNX text recognition model in the archive; none: the bundled one")
+    minConfidence: float = Field(ge=0.0, le=1.0)
+    triggerClasses: list[str] = Field(default_factory=list)
+    crop: bool = False
+    cropClass: str | None = None
+    parallel: bool = False
+    minTextConfidence: float = Field(0.8, ge=0.0, le=1.0)
+    allowedCharacters: str = Field(PLATE_CHARACTERS, min_length=1, max_length=512)
+    minLength: int = Field(4, ge=1, le=patterns.MAX_TEXT_CHARS)
+    maxLength: int = Field(12, ge=1, le=patterns.MAX_TEXT_CHARS)
+    pattern: str | None = Field(None, min_length=1, max_length=patterns.MAX_PATTERN_CHARS)
+    replacement: str | None = Field(None, max_length=patterns.MAX_REPLACEMENT_CHARS)
+    resultField: str = Field("license_plate", max_length=63, pattern=FIELD_NAME)
+
+    @field_validator("modelFile")
+    @classmethod
+    def _model_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.lower().endswith(".onnx"):
+            raise ValueError("must be an ONNX text recognition model (.onnx)")
+        return _archive_member(value)
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        problem = patterns.pattern_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("maxLength")
+    @classmethod
+    def _lengths(cls, value: int, info: ValidationInfo) -> int:
+        least = info.data.get("minLength")
+        if least is not None and least > value:
+            raise ValueError(f"less than minLength ({least})")
+        return value
+
+    @field_validator("replacement")
+    @classmethod
+    def _replacement(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if "pattern" not in info.data:
+            return value  # the pattern itself is refused
+        if info.data["pattern"] is None:
+            raise ValueError("needs a pattern")
+        problem = patterns.replacement_problem(value, info.data["pattern"])
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def walk(self, path: str) -> list[tuple[str, Node | OcrNode]]:
+        return [(path, self)]
+
+
+def _node_kind(value: Any) -> str:
+    """``"ocr"`` for a text node; a node without ``type`` is a model node; another ``type`` is refused."""
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind is None:
+        return "model"
+    return kind if isinstance(kind, str) else repr(kind)
+
+
+Branch = Annotated[Annotated["Node", Tag("model")] | Annotated[OcrNode, Tag("ocr")],
+                   Discriminator(_node_kind, custom_error_type="node_type",
+                                 custom_error_message="unknown node type (a model node has no \"type\"; "
+                                                      "text recognition is \"ocr\")")]
+
+
 class Node(_Closed):
-    modelId: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    modelId: str = Field(min_length=1, max_length=128, pattern=MODEL_ID)
     modelFile: str = Field(min_length=1, max_length=512)
     minConfidence: float = Field(ge=0.0, le=1.0)
     triggerClasses: list[str] = Field(default_factory=list)
@@ -123,11 +218,11 @@ class Node(_Closed):
     multiClass: bool = False
     expectedClasses: list[str] = Field(default_factory=list)
     parallel: bool = False
-    branches: list[Node] = Field(default_factory=list)
+    branches: list[Branch] = Field(default_factory=list)
     actions: list[Action] = Field(default_factory=list)
     parallelActions: list[Action] = Field(default_factory=list)
     tracking: TrackingConfig | None = None
-    resultField: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    resultField: str | None = Field(None, pattern=FIELD_NAME)
 
     @field_validator("modelFile")
     @classmethod
@@ -140,12 +235,15 @@ class Node(_Closed):
             raise ValueError("expectedClasses only applies with multiClass: true")
         return self
 
-    def walk(self, path: str = "pipeline") -> list[tuple[str, Node]]:
+    def walk(self, path: str = "pipeline") -> list[tuple[str, Node | OcrNode]]:
         """This node and every descendant, each with its JSON path."""
-        found = [(path, self)]
+        found: list[tuple[str, Node | OcrNode]] = [(path, self)]
         for index, branch in enumerate(self.branches):
             found.extend(branch.walk(f"{path}.branches[{index}]"))
         return found
+
+
+Node.model_rebuild()
 
 
 class PipelineConfig(_Closed):

@@ -13,11 +13,14 @@ from camera_pod.mpta.naming import branch_fields
 from camera_pod.mpta.schema import (
     Action,
     Node,
+    OcrNode,
     PipelineConfig,
     PostgresUpdateCombined,
     RedisPublish,
     RedisSaveImage,
 )
+from camera_pod.ocr import recognisers
+from camera_pod.ocr.reading import TextReader, TextRules
 from detector.kit.errors import PermanentError
 
 
@@ -30,11 +33,11 @@ class _Checker:
     def add(self, path: str, problem: str) -> None:
         self.issues.append(Issue(path, problem))
 
-    def classes(self, node: Node) -> tuple[str, ...] | None:
+    def classes(self, node: Node | OcrNode) -> tuple[str, ...] | None:
         model = self.models.get(node.modelId)
         return model.names if model is not None else None
 
-    def is_detector(self, node: Node) -> bool:
+    def is_detector(self, node: Node | OcrNode) -> bool:
         model = self.models.get(node.modelId)
         return model is not None and model.task == "detect"
 
@@ -46,24 +49,32 @@ class _Checker:
             if name not in known:
                 self.add(path, f"class {name!r} is not a class of the {whose} model (has: {', '.join(known)})")
 
-    def check_node(self, path: str, node: Node, parent: Node | None) -> None:
+    def check_input(self, path: str, node: Node | OcrNode, parent: Node) -> None:
+        """A branch's trigger classes and crop, against its parent's classes."""
+        parent_classes = self.classes(parent)
+        self.check_classes(f"{path}.triggerClasses", node.triggerClasses, parent_classes, "parent")
+        if node.crop:
+            if parent_classes is not None and not self.is_detector(parent):
+                self.add(f"{path}.crop", "crop needs a detection parent (the parent is a classifier)")
+            crop_class = node.cropClass or (node.triggerClasses[0] if node.triggerClasses else None)
+            if crop_class is None:
+                self.add(f"{path}.cropClass", "crop: true needs cropClass or triggerClasses")
+            self.check_classes(f"{path}.cropClass", crop_class, parent_classes, "parent")
+        elif node.cropClass:
+            self.add(f"{path}.cropClass", "cropClass is set but crop is false")
+
+    def check_node(self, path: str, node: Node | OcrNode, parent: Node | None) -> None:
+        if isinstance(node, OcrNode):
+            if parent is not None:  # (the root is always a model node)
+                self.check_input(path, node, parent)
+            return
         own = self.classes(node)
         if own is None:
             return  # its model failed to load; already reported
         if parent is None:
             self.check_classes(f"{path}.triggerClasses", node.triggerClasses, own, "node's own")
         else:
-            parent_classes = self.classes(parent)
-            self.check_classes(f"{path}.triggerClasses", node.triggerClasses, parent_classes, "parent")
-            if node.crop:
-                if parent_classes is not None and not self.is_detector(parent):
-                    self.add(f"{path}.crop", "crop needs a detection parent (the parent is a classifier)")
-                crop_class = node.cropClass or (node.triggerClasses[0] if node.triggerClasses else None)
-                if crop_class is None:
-                    self.add(f"{path}.cropClass", "crop: true needs cropClass or triggerClasses")
-                self.check_classes(f"{path}.cropClass", crop_class, parent_classes, "parent")
-            elif node.cropClass:
-                self.add(f"{path}.cropClass", "cropClass is set but crop is false")
+            self.check_input(path, node, parent)
         if self.is_detector(node):
             self.check_classes(f"{path}.expectedClasses", node.expectedClasses, own, "node's own")
         else:
@@ -83,7 +94,7 @@ class _Checker:
                 self.check_action(action_path, node, action, children, image_key_ready, list_name)
                 image_key_ready = image_key_ready or isinstance(action, RedisSaveImage)
 
-    def check_action(self, path: str, node: Node, action: Action, children: dict[str, Node],
+    def check_action(self, path: str, node: Node, action: Action, children: dict[str, Node | OcrNode],
                      image_key_ready: bool, list_name: str) -> None:
         if isinstance(action, RedisSaveImage | RedisPublish) and self.config.redis is None:
             self.add(path, f"{action.type} needs a \"redis\" section in pipeline.json")
@@ -112,7 +123,8 @@ class _Checker:
             for column, template in action.fields.items():
                 self.check_template(f"{path}.fields.{column}", template, allowed, children)
 
-    def check_template(self, path: str, template: str, allowed: set[str], children: dict[str, Node]) -> None:
+    def check_template(self, path: str, template: str, allowed: set[str],
+                       children: dict[str, Node | OcrNode]) -> None:
         for placeholder in templates.placeholders(template):
             branch_id = placeholder.branch
             if branch_id is None:
@@ -137,6 +149,8 @@ def _load_models(config: PipelineConfig, root: Path, load_model: Callable[[Path]
         if node.modelId in seen_ids:
             issues.append(Issue(f"{path}.modelId", f"duplicate modelId {node.modelId!r}"))
         seen_ids.add(node.modelId)
+        if isinstance(node, OcrNode):
+            continue  # its recogniser is loaded by load_readers
         if node.modelFile not in by_file:
             file = root / node.modelFile
             if not file.is_file():
@@ -163,7 +177,26 @@ def validate(config: PipelineConfig, root: Path, load_model: Callable[[Path], Mo
     checker = _Checker(config, models, issues)
     parents: dict[str, Node | None] = {config.pipeline.modelId: None}
     for path, node in config.pipeline.walk():
-        for branch in node.branches:
-            parents[branch.modelId] = node
+        if isinstance(node, Node):
+            parents.update((branch.modelId, node) for branch in node.branches)
         checker.check_node(path, node, parents.get(node.modelId))
     return models, issues
+
+
+def load_readers(config: PipelineConfig, root: Path) -> tuple[dict[str, TextReader], list[Issue]]:
+    """The recogniser and rules of every text node, by modelId: the bundled recogniser (loaded once per process)
+    or the archive's own recognition model."""
+    readers: dict[str, TextReader] = {}
+    issues: list[Issue] = []
+    for path, node in config.pipeline.walk():
+        if not isinstance(node, OcrNode):
+            continue
+        file = root / node.modelFile if node.modelFile is not None else None
+        if file is not None and not file.is_file():
+            issues.append(Issue(f"{path}.modelFile", f"file not in archive: {node.modelFile!r}"))
+            continue
+        try:
+            readers[node.modelId] = TextReader(recognisers.load(file), TextRules.from_node(node))
+        except PermanentError as exc:
+            issues.append(Issue(f"{path}.modelFile" if file is not None else path, str(exc)))
+    return readers, issues

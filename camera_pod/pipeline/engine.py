@@ -18,7 +18,8 @@ from camera_pod.inference.detections import Box
 from camera_pod.inference.models import Image, Model
 from camera_pod.mpta.loading import LoadedArchive
 from camera_pod.mpta.naming import result_field
-from camera_pod.mpta.schema import Node
+from camera_pod.mpta.schema import Node, OcrNode
+from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline import cropping, triggering
 from camera_pod.pipeline.acting import ActionScope, run_actions
 from camera_pod.pipeline.results import ActionOutcome, FrameResult, FrameStatus, NodeResult
@@ -38,6 +39,8 @@ class FrameContext:
     display_id: str
     captured_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     session_id: str | None = None
+    # Text nodes' reads already known (a visit's voted plate, for the run that writes the visit): used as they are.
+    reads: Mapping[str, TextRead] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,14 +105,16 @@ class PipelineEngine:
     def _timings(run: _Run, started: float) -> dict[str, float]:
         return {**run.timings_ms, "total": (time.perf_counter() - started) * 1000}
 
-    async def _infer(self, run: _Run, node: Node, call: Callable[[], T]) -> T:
+    async def _infer(self, run: _Run, node: Node | OcrNode, call: Callable[[], T]) -> T:
         started = time.perf_counter()
         value = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         run.timings_ms[node.modelId] = (time.perf_counter() - started) * 1000
         return value
 
-    async def _run_node(self, node: Node, image: Image, run: _Run,
+    async def _run_node(self, node: Node | OcrNode, image: Image, run: _Run,
                         parent_regions: Mapping[str, Box] | None) -> NodeResult | None:
+        if isinstance(node, OcrNode):
+            return await self._read(node, image, run)
         model = self._archive.models[node.modelId]
         if model.task == "classify":
             return await self._classify(node, model, image, run)
@@ -122,6 +127,13 @@ class PipelineEngine:
             scope = ActionScope(node.modelId, "actions", image, {}, run.values(result))
             run.outcomes.extend(await run_actions(node.actions, scope, run.sink))
         return result
+
+    async def _read(self, node: OcrNode, image: Image, run: _Run) -> NodeResult:
+        reading = run.context.reads.get(node.modelId)
+        if reading is None:
+            reader = self._archive.readers[node.modelId]
+            reading = await self._infer(run, node, lambda: reader.read(image))
+        return NodeResult(node.modelId, "ocr", reading=reading, result_field=node.resultField)
 
     async def _detect(self, node: Node, model: Model, image: Image, run: _Run, *, is_root: bool) -> NodeResult:
         wanted = node.triggerClasses if is_root else []
@@ -171,9 +183,9 @@ class PipelineEngine:
         run.session_id = session_id
         run.outcomes.append(outcome)
 
-    async def _run_branches(self, branches: list[Node], image: Image, regions: Mapping[str, Box], run: _Run,
-                            skipped: dict[str, str]) -> dict[str, NodeResult]:
-        async def one(branch: Node) -> tuple[str, NodeResult | None]:
+    async def _run_branches(self, branches: list[Node | OcrNode], image: Image, regions: Mapping[str, Box],
+                            run: _Run, skipped: dict[str, str]) -> dict[str, NodeResult]:
+        async def one(branch: Node | OcrNode) -> tuple[str, NodeResult | None]:
             try:
                 return branch.modelId, await self._run_branch(branch, image, regions, run)
             except _Incomplete as exc:  # a nested node's waits failed: that subtree writes nothing
@@ -184,7 +196,7 @@ class PipelineEngine:
                 skipped[branch.modelId] = f"failed: {type(exc).__name__}: {exc}"
                 return branch.modelId, None
 
-        async def in_order(sequential: list[Node]) -> list[tuple[str, NodeResult | None]]:
+        async def in_order(sequential: list[Node | OcrNode]) -> list[tuple[str, NodeResult | None]]:
             return [await one(branch) for branch in sequential]
 
         parallel = [branch for branch in branches if branch.parallel]
@@ -193,9 +205,11 @@ class PipelineEngine:
             asyncio.gather(*(one(branch) for branch in parallel)), in_order(sequential))
         return {model_id: result for model_id, result in [*sequential_pairs, *parallel_pairs] if result is not None}
 
-    async def _run_branch(self, branch: Node, image: Image, regions: Mapping[str, Box], run: _Run) -> NodeResult | None:
-        reusable = (run.reuse is not None and branch.crop and not branch.actions and not branch.branches
-                    and self._archive.models[branch.modelId].task == "classify")
+    async def _run_branch(self, branch: Node | OcrNode, image: Image, regions: Mapping[str, Box],
+                          run: _Run) -> NodeResult | None:
+        # Text is read on every frame: a visit votes the reads (a classification is reused while the car stays).
+        reusable = (run.reuse is not None and isinstance(branch, Node) and branch.crop and not branch.actions
+                    and not branch.branches and self._archive.models[branch.modelId].task == "classify")
         if not reusable or run.reuse is None:
             return await self._run_node(branch, self._branch_input(branch, image, regions), run, regions)
         crop_class = triggering.crop_class(branch)
@@ -211,13 +225,13 @@ class PipelineEngine:
         return result
 
     @staticmethod
-    def _branch_input(branch: Node, image: Image, regions: Mapping[str, Box]) -> Image:
+    def _branch_input(branch: Node | OcrNode, image: Image, regions: Mapping[str, Box]) -> Image:
         crop_class = triggering.crop_class(branch)
         if crop_class is None:
             return image
         cropped = cropping.crop(image, regions[crop_class].xyxy)
         if cropped is None:
             raise ValueError(f"crop of {crop_class!r} is empty")
-        if branch.resizeTarget is not None:
+        if isinstance(branch, Node) and branch.resizeTarget is not None:
             cropped = cropping.resize(cropped, branch.resizeTarget)
         return np.ascontiguousarray(cropped)

@@ -8,9 +8,11 @@ from typing import Literal
 
 from camera_pod.inference.detections import Box, Classification, Detections
 from camera_pod.inference.models import Task
+from camera_pod.ocr.reading import TextRead
 
 ActionList = Literal["initial_record", "actions", "parallelActions"]
 FrameStatus = Literal["detected", "nothing", "incomplete"]
+NodeTask = Task | Literal["ocr"]
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,14 @@ class ActionOutcome:
 @dataclass(frozen=True)
 class NodeResult:
     model_id: str
-    task: Task
+    task: NodeTask
     detections: Detections | None = None
     regions: Mapping[str, Box] = field(default_factory=dict)
     classification: Classification | None = None
     result_field: str | None = None
     branches: Mapping[str, NodeResult] = field(default_factory=dict)
     skipped_branches: Mapping[str, str] = field(default_factory=dict)
+    reading: TextRead | None = None  # a text (OCR) node's read: its class_name is the text
 
     @property
     def best(self) -> Box | None:
@@ -40,6 +43,8 @@ class NodeResult:
 
     @property
     def class_name(self) -> str | None:
+        if self.reading is not None:
+            return self.reading.text
         if self.classification is not None:
             return self.classification.class_name
         best = self.best
@@ -47,6 +52,8 @@ class NodeResult:
 
     @property
     def confidence(self) -> float | None:
+        if self.reading is not None:
+            return self.reading.confidence
         if self.classification is not None:
             return self.classification.confidence
         best = self.best
@@ -54,15 +61,24 @@ class NodeResult:
 
     @property
     def yielded(self) -> bool:
-        """A classification, or a detection with at least one region (what the original returned non-empty)."""
-        return self.classification is not None or bool(self.regions)
+        """A classification, a read (even of nothing: the text node ran), or a detection with at least one region
+        (what the original returned non-empty)."""
+        return self.classification is not None or self.reading is not None or bool(self.regions)
 
     def fields(self) -> dict[str, object]:
         """What ``{modelId.<field>}`` templates can read from this node."""
+        if self.reading is not None:  # {plate_ocr.text}, {plate_ocr.confidence}, {plate_ocr.license_plate}
+            read: dict[str, object] = {"text": self.reading.text, "confidence": self.reading.confidence}
+            return {**read, self.result_field: self.reading.text} if self.result_field else read
         values: dict[str, object] = {"class": self.class_name, "confidence": self.confidence}
         if self.result_field:
             values[self.result_field] = self.class_name
         return values
+
+
+def confidence_field(result_field: str) -> str:
+    """Where a text's confidence travels beside it: ``license_plate`` → ``license_plate_confidence``."""
+    return f"{result_field}_confidence"
 
 
 @dataclass(frozen=True)
@@ -84,9 +100,15 @@ class FrameResult:
         return found
 
     def classified_fields(self) -> dict[str, str]:
-        """``{"brand": "Toyota", "body_type": "Sedan"}`` from every classifier that ran."""
-        return {node.result_field: node.class_name for node in self.all_nodes().values()
-                if node.result_field and node.class_name is not None}
+        """``{"brand": "Toyota", "body_type": "Sedan"}`` from every classifier that ran, and every text read with its
+        confidence (``"license_plate": "AB123CD", "license_plate_confidence": "0.974"``); nothing for no read."""
+        fields = {}
+        for node in self.all_nodes().values():
+            if node.result_field and node.class_name is not None:
+                fields[node.result_field] = node.class_name
+                if node.reading is not None and node.reading.confidence is not None:
+                    fields[confidence_field(node.result_field)] = f"{node.reading.confidence:.3f}"
+        return fields
 
     @property
     def failed_actions(self) -> list[ActionOutcome]:

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from camera_pod.inference.detections import Box, Detections
-from camera_pod.mpta.schema import Node, PostgresUpdateCombined
+from camera_pod.mpta.schema import Node, OcrNode, PostgresUpdateCombined
 
 
 def accepted(detections: Detections, min_confidence: float, classes: Sequence[str] = ()) -> Detections:
@@ -43,7 +43,7 @@ def expected_present(node: Node, found: Mapping[str, Box]) -> bool:
     return any(name in found for name in node.expectedClasses)
 
 
-def trigger(branch: Node, found: Mapping[str, Box]) -> str | None:
+def trigger(branch: Node | OcrNode, found: Mapping[str, Box]) -> str | None:
     """The class that triggers ``branch`` (the first of its trigger classes that qualifies), or None."""
     for name in branch.triggerClasses:
         if name in found and found[name].confidence >= branch.minConfidence:
@@ -51,14 +51,14 @@ def trigger(branch: Node, found: Mapping[str, Box]) -> str | None:
     return None
 
 
-def crop_class(branch: Node) -> str | None:
+def crop_class(branch: Node | OcrNode) -> str | None:
     """The class whose best box a cropping branch receives; None when the branch does not crop."""
     if not branch.crop:
         return None
     return branch.cropClass or (branch.triggerClasses[0] if branch.triggerClasses else None)
 
 
-def why_not(branch: Node, found: Mapping[str, Box]) -> str | None:
+def why_not(branch: Node | OcrNode, found: Mapping[str, Box]) -> str | None:
     """Why ``branch`` cannot run on ``found``; None when it runs."""
     if trigger(branch, found) is None:
         return f"no {'/'.join(branch.triggerClasses) or 'trigger class'} ≥ {branch.minConfidence}"
@@ -68,9 +68,10 @@ def why_not(branch: Node, found: Mapping[str, Box]) -> str | None:
     return None
 
 
-def plan(node: Node, found: Mapping[str, Box]) -> tuple[list[Node], dict[str, str]]:
+def plan(node: Node, found: Mapping[str, Box]) -> tuple[list[Node | OcrNode], dict[str, str]]:
     """The branches of ``node`` that run on ``found``, and why each other one does not."""
-    runs, skipped = [], {}
+    runs: list[Node | OcrNode] = []
+    skipped: dict[str, str] = {}
     for branch in node.branches:
         reason = why_not(branch, found)
         if reason is None:
@@ -86,6 +87,6 @@ def waited_for(node: Node) -> set[str]:
             for branch in action.waitForBranches}
 
 
-def missing_waited_for(node: Node, runs: Sequence[Node]) -> list[str]:
+def missing_waited_for(node: Node, runs: Sequence[Node | OcrNode]) -> list[str]:
     """The waited-for branches that will not run (pre-validation fails when this is not empty)."""
     return sorted(waited_for(node) - {branch.modelId for branch in runs})

@@ -1,0 +1,163 @@
+"""The text recogniser: RapidOCR (PP-OCRv6 small detection + recognition, ONNX Runtime on the CPU), offline.
+
+RapidOCR downloads a model whenever its config names none (``model_path`` empty) and a recognition dictionary
+when the model carries none. Here every model is named: the detection and recognition models inside the
+``rapidocr`` wheel (``BUNDLED_DETECTION``, ``BUNDLED_RECOGNITION``), or an archive's own recognition model (other
+scripts: Thai plates need their own), which must carry its dictionary as ``character`` metadata, as RapidOCR's
+ONNX models do; one that does not is refused at load instead of fetched. The text-angle classifier is not used
+(plates are upright). ``rapidocr`` is imported on the first load, so a pipeline without text recognition never
+loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import util
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from camera_pod.inference.models import Image
+from detector.kit.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+_PACKAGE = util.find_spec("rapidocr")
+MODELS_DIR = Path(_PACKAGE.origin).parent / "models" if _PACKAGE and _PACKAGE.origin else Path("rapidocr-missing")
+BUNDLED_DETECTION = MODELS_DIR / "PP-OCRv6_det_small.onnx"
+BUNDLED_RECOGNITION = MODELS_DIR / "PP-OCRv6_rec_small.onnx"
+MIN_SIDE = 96  # crops are enlarged to at least this (up to 4x): small plates are found far more often
+MAX_UPSCALE = 4.0
+DETECTION_SIDE = 320  # the text detector sees at most this many pixels on the longer side
+DEFAULT_THREADS = 2  # ONNX Runtime threads per call (at most the CPUs this process may use)
+
+
+class RecogniserError(PermanentError):
+    """A recognition model that cannot be used (not ONNX, no dictionary, a failed first run)."""
+
+
+@dataclass(frozen=True)
+class TextLine:
+    """One line of text found in a crop, in the crop's pixels."""
+
+    text: str
+    confidence: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 around the line
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _has_dictionary(model: Path) -> bool:
+    import onnxruntime
+
+    try:
+        session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise RecogniserError(f"not an ONNX recognition model: {type(exc).__name__}: {exc}") from exc
+    shape = session.get_inputs()[0].shape
+    if len(shape) != 4 or shape[1] != 3:
+        raise RecogniserError(f"not a text recognition model (input {shape}, expected [N, 3, 48, W])")
+    return "character" in session.get_modelmeta().custom_metadata_map
+
+
+def _engine_params(recognition: Path, threads: int) -> dict[str, Any]:
+    return {
+        "Global.use_cls": False, "Global.text_score": 0.0, "Global.log_level": "warning",
+        "Global.model_root_dir": str(MODELS_DIR),
+        "Det.model_path": str(BUNDLED_DETECTION), "Det.limit_type": "max", "Det.limit_side_len": DETECTION_SIDE,
+        "Rec.model_path": str(recognition),
+        "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+    }
+
+
+def _quiet_rapidocr_logger() -> None:
+    """RapidOCR logs to stderr through its own coloured handler; send its warnings through ours instead."""
+    logger = logging.getLogger("RapidOCR")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.WARNING)
+
+
+class Recogniser:
+    """Finds and reads the lines of text in a BGR crop. One object serves many callers (calls are serialised)."""
+
+    def __init__(self, recognition: Path = BUNDLED_RECOGNITION, *, threads: int | None = None) -> None:
+        if not recognition.is_file():
+            raise RecogniserError(f"no such recognition model: {recognition}")
+        if recognition != BUNDLED_RECOGNITION and not _has_dictionary(recognition):
+            raise RecogniserError("the recognition model carries no 'character' metadata (its dictionary); "
+                                  "RapidOCR would download one: convert it with its dictionary embedded")
+        self.recognition = recognition
+        self.threads = max(1, min(threads or DEFAULT_THREADS, _usable_cpus()))
+        from rapidocr import RapidOCR  # heavy (omegaconf, shapely): only pipelines that read text pay for it
+
+        _quiet_rapidocr_logger()
+        self._engine = RapidOCR(params=_engine_params(recognition, self.threads))
+        _quiet_rapidocr_logger()
+        self._lock = threading.Lock()
+        try:  # load both sessions now: a broken model fails the archive's validation, not its first frame
+            self._engine._load_det_model()
+            self._engine._load_rec_model()
+        except Exception as exc:
+            raise RecogniserError(f"cannot load the text models: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def model_paths(self) -> tuple[Path, Path]:
+        """The detection and recognition models the engine runs (for tests and the validate tree)."""
+        return Path(self._engine.cfg.Det.model_path), Path(self._engine.cfg.Rec.model_path)
+
+    def lines(self, crop: Image) -> list[TextLine]:
+        """Every line of text in ``crop``, with the recogniser's confidence (0..1)."""
+        if crop.ndim != 3 or crop.shape[0] < 2 or crop.shape[1] < 2:
+            return []
+        scale = min(MAX_UPSCALE, MIN_SIDE / min(crop.shape[:2]))
+        image = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else crop
+        with self._lock:
+            output = self._engine(np.ascontiguousarray(image))
+        texts: Sequence[str] = getattr(output, "txts", None) or ()
+        scores: Sequence[float] = getattr(output, "scores", None) or ()
+        boxes = getattr(output, "boxes", None)
+        if boxes is None or not texts:
+            return []
+        found = []
+        for text, score, quad in zip(texts, scores, boxes, strict=False):
+            xs, ys = np.asarray(quad)[:, 0] / max(scale, 1.0), np.asarray(quad)[:, 1] / max(scale, 1.0)
+            found.append(TextLine(str(text), float(score),
+                                  (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))))
+        return found
+
+
+_shared: dict[int, Recogniser] = {}
+_shared_lock = threading.Lock()
+
+
+def bundled(threads: int | None = None) -> Recogniser:
+    """The process's recogniser on the bundled models, loaded once and shared by every archive that uses it."""
+    key = threads or 0
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = Recogniser(BUNDLED_RECOGNITION, threads=threads)
+            log.info("text recogniser loaded", extra={"model": BUNDLED_RECOGNITION.name})
+        return _shared[key]
+
+
+def load(recognition: Path | None, threads: int | None = None) -> Recogniser:
+    """The bundled recogniser (``recognition`` None), or one on an archive's own recognition model."""
+    return bundled(threads) if recognition is None else Recogniser(recognition, threads=threads)
