@@ -26,7 +26,17 @@ log = logging.getLogger(__name__)
 
 # Classifier result fields → imageDetection keys.
 DETECTION_KEYS = {"brand": "carBrand", "body_type": "bodyType", "model": "carModel", "color": None,
-                  "license_plate": "licensePlateText"}
+                  "license_plate": "licensePlateText", "license_plate_confidence": "licensePlateConfidence"}
+CONFIDENCE_SUFFIX = "_confidence"  # a read's confidence travels beside it; it does not make another car
+
+
+def _answer(fields: dict[str, str | None]) -> dict[str, str | None]:
+    return {key: value for key, value in fields.items() if not key.endswith(CONFIDENCE_SUFFIX)}
+
+
+def same_car(announced: dict[str, str | None] | None, fields: dict[str, str | None]) -> bool:
+    """The same answer (brand, body type, plate, ...), whatever the confidences."""
+    return announced is not None and _answer(announced) == _answer(fields)
 
 
 def detection_from_fields(fields: dict[str, str | None]) -> protocol.Detection:
@@ -232,7 +242,7 @@ class Broker:
             return patch.type, patch.model_dump_json(exclude_none=True)
         # A better result for a visit already announced, with no session to patch, is announced again: the
         # original sent one imageDetection per frame, so a backend takes repeats and keeps the latest.
-        if display.session_id is not None and display.announced == event.fields:
+        if display.session_id is not None and same_car(display.announced, event.fields):
             return None  # the same car during an active session is not re-announced
         display.announced = dict(event.fields)
         announcement = protocol.ImageDetection(

@@ -16,6 +16,11 @@ must hold at every cadence the backend may ask for (snapshots every 100 ms to 60
   confidence and box size (the largest, clearest views count most). The first announcement waits until the
   car has settled (its box steady over the agreeing frames: not still driving in or growing) when the cadence
   allows; a later change of the vote's winner is announced as an ``update`` of the same visit.
+- **Text.** A text node's reads (a licence plate: normalised, each at or above the node's ``minTextConfidence``)
+  are a vote of their own over the same frames, weighted by confidence and box size, and never hold back an
+  announcement: the visit carries the winner when it has more than half of the read weight, else no text (null).
+  A text appearing or changing later (by ``UPDATE_MARGIN``) is an ``update`` at once, with no agreeing frames
+  asked of it; its confidence (the weighted mean of its reads') travels beside it as ``<field>_confidence``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from dataclasses import dataclass, field
 
 from camera_pod.inference.detections import Box, BoxXYXY, Detections
 from camera_pod.inference.models import Image
-from camera_pod.pipeline.results import FrameResult
+from camera_pod.ocr.reading import TextRead
+from camera_pod.pipeline.results import FrameResult, confidence_field
 from camera_pod.tracking import ObjectTracker
 
 VEHICLE_CLASS = "Car"
@@ -40,6 +46,7 @@ SETTLED_IOU = 0.8  # the box over the agreeing frames overlaps this much: the ca
 SETTLE_WAIT_S = 3.0  # a car that never settles (drive-through, shaking camera) is announced after this
 SAME_PLACE_IOU = 0.7  # a car back at the same place after frames without it is the same car
 UPDATE_MARGIN = 1.5  # a value replaces an announced one when its votes outweigh it this much
+TEXT_MAJORITY = 0.5  # a text is the visit's when its reads outweigh every other read of the field together
 RECENT_FRAMES = 64
 
 
@@ -86,6 +93,18 @@ class Sighting:
 
 
 @dataclass
+class TextTally:
+    """The reads of one text value in a visit: their weight (size x confidence) and size."""
+
+    weight: float = 0.0
+    size: float = 0.0
+
+    @property
+    def confidence(self) -> float:
+        return self.weight / self.size if self.size else 0.0
+
+
+@dataclass
 class Visit:
     id: str
     first_seen: float  # capture times (epoch seconds)
@@ -96,6 +115,8 @@ class Visit:
     misses: int = 0  # consecutive processed frames without this car
     recent: deque[Sighting] = field(default_factory=lambda: deque(maxlen=RECENT_FRAMES))
     votes: dict[str, dict[str, float]] = field(default_factory=dict)
+    reads: dict[str, dict[str, TextTally]] = field(default_factory=dict)  # text field -> value -> its tally
+    text_nodes: dict[str, str] = field(default_factory=dict)  # text field -> the node that reads it
     whole_since: float | None = None
     announced: dict[str, str] | None = None
     best_score: float = -1.0
@@ -107,6 +128,36 @@ class Visit:
         for name, value in sighting.fields.items():
             ballot = self.votes.setdefault(name, {})
             ballot[value] = ballot.get(value, 0.0) + weight * confidences.get(name, 1.0)
+
+    def read(self, box: Box, reads: dict[str, TextRead]) -> None:
+        size = max(1.0, float(box.area))
+        for name, read in reads.items():
+            if read.text is None or read.confidence is None:
+                continue
+            tally = self.reads.setdefault(name, {}).setdefault(read.text, TextTally())
+            tally.weight += size * read.confidence
+            tally.size += size
+
+    def texts(self) -> dict[str, str]:
+        """Every text field's winner: held by more than ``TEXT_MAJORITY`` of the read weight; an announced text
+        stays until another outweighs it by ``UPDATE_MARGIN`` (as ``answer``)."""
+        held = self.announced or {}
+        winners = {}
+        for name, tallies in self.reads.items():
+            best = max(tallies, key=lambda value: tallies[value].weight)
+            kept = held.get(name)
+            if kept in tallies:
+                if best != kept and tallies[best].weight < UPDATE_MARGIN * tallies[kept].weight:
+                    best = kept
+            elif tallies[best].weight <= TEXT_MAJORITY * sum(tally.weight for tally in tallies.values()):
+                continue  # no majority (yet): no text, or the one announced before stays
+            winners[name] = best
+        return winners
+
+    def text_confidences(self, texts: dict[str, str]) -> dict[str, str]:
+        """``<field>_confidence`` of each text: the weighted mean confidence of the reads that agree with it."""
+        return {confidence_field(name): f"{self.reads[name][value].confidence:.3f}"
+                for name, value in texts.items() if value in self.reads.get(name, {})}
 
     def answer(self) -> dict[str, str]:
         """Every field's winner of the vote (ties go to the value voted for first); an announced value stays
@@ -147,6 +198,7 @@ class VisitDecision:
     image: Image  # the best frame of the visit so far (the one the actions write)
     captured_at: float
     update: bool  # the visit was announced before with other values
+    reads: dict[str, TextRead] = field(default_factory=dict)  # the voted texts, by node: what the actions write
 
 
 def is_truncated(box: Box, width: int, height: int, margin: int | None = None) -> bool:
@@ -176,10 +228,21 @@ def classified(result: FrameResult) -> tuple[dict[str, str], dict[str, float]]:
         return {}, {}
     fields, confidences = {}, {}
     for node in result.all_nodes().values():
-        if node.result_field and node.class_name is not None:
+        if node.task != "ocr" and node.result_field and node.class_name is not None:
             fields[node.result_field] = node.class_name
             confidences[node.result_field] = node.confidence if node.confidence is not None else 1.0
     return fields, confidences
+
+
+def text_reads(result: FrameResult) -> tuple[dict[str, TextRead], dict[str, str]]:
+    """The frame's text reads by result field (only reads of a text), and which node read each field."""
+    if result.status != "detected":
+        return {}, {}
+    reads, nodes = {}, {}
+    for node in result.all_nodes().values():
+        if node.task == "ocr" and node.result_field and node.reading is not None and node.reading.text is not None:
+            reads[node.result_field], nodes[node.result_field] = node.reading, node.model_id
+    return reads, nodes
 
 
 @dataclass
@@ -304,29 +367,38 @@ class VisitTracker:
         if is_truncated(car, width, height):
             return []  # a car half in view is classified from half a car: wait until it is whole
         fields, confidences = classified(result)
-        if not fields:
+        reads, nodes = text_reads(result)
+        if not fields and not reads:
             return []
         sighting = Sighting(captured_at, car, fields)
         visit.recent.append(sighting)
         visit.vote(sighting, confidences)
+        visit.read(car, reads)
+        visit.text_nodes.update(nodes)
         if visit.whole_since is None:
             visit.whole_since = captured_at
         return self._decide(visit, captured_at)
 
     def _decide(self, visit: Visit, captured_at: float) -> list[VisitDecision]:
-        answer = visit.answer()
-        need = agreeing_frames(self.stable_frames, self.cadence.interval_s)
-        latest = visit.recent[-1]
-        agreeing = {name: answer[name] for name in latest.fields} == latest.fields
-        if not agreeing or visit.streak(latest.fields) < need or answer == visit.announced:
+        classes, texts = visit.answer(), visit.texts()
+        held = visit.announced or {}
+        answer = {**held, **classes, **texts}  # a field with no evidence yet (a resumed visit) keeps its value
+        if answer == visit.announced or visit.best_image is None:
             return []
-        if visit.best_image is None:
-            return []
-        if visit.announced is None and not self._settled(visit, need, captured_at):
-            return []
+        if visit.announced is None or any(held.get(name) != value for name, value in classes.items()):
+            need = agreeing_frames(self.stable_frames, self.cadence.interval_s)
+            latest = visit.recent[-1]
+            agreeing = {name: classes[name] for name in latest.fields} == latest.fields
+            if not agreeing or visit.streak(latest.fields) < need:
+                return []
+            if visit.announced is None and not self._settled(visit, need, captured_at):
+                return []
         update = visit.announced is not None
         visit.announced = dict(answer)
-        return [VisitDecision(visit.id, dict(answer), visit.best_image, visit.best_captured_at, update)]
+        voted = {visit.text_nodes[name]: TextRead(value, visit.reads[name][value].confidence, value)
+                 for name, value in texts.items() if name in visit.text_nodes}
+        return [VisitDecision(visit.id, {**answer, **visit.text_confidences(texts)}, visit.best_image,
+                              visit.best_captured_at, update, voted)]
 
     @staticmethod
     def _settled(visit: Visit, need: int, captured_at: float) -> bool:
