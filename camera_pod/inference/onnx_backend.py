@@ -129,6 +129,7 @@ class OnnxModel(DescribedModel):
         self._cache_dir = cache_dir
         self._session = create_session(path, providers=providers, threads=self._threads, cache_dir=cache_dir)
         self.precision: Precision = "fp32"
+        self._pending: Path | None = None  # a form of this model to serve from the next call (``serve``)
         self.observer: InputObserver | None = None
         self.upgrade: object = None  # what decides its precision (inference.precision.Int8Upgrade), when anything
         metadata = _metadata(self._session, path)
@@ -171,9 +172,23 @@ class OnnxModel(DescribedModel):
             raise OnnxLoadError(f"{path.name}: not the same model as {self.path.name}")
         return session
 
-    def serve(self, session: Any, precision: Precision) -> None:
-        """Answer from ``session`` from the next call on."""
-        self._session, self.precision = session, precision
+    def serve(self, path: Path, precision: Precision) -> None:
+        """Answer from ``path`` (a form of this model that ``open_session`` opened) from the next call on.
+
+        The serving thread opens its session, not the caller: the caller may be a low-priority background thread,
+        and a session's thread pool keeps the priority of the thread that created it, for good."""
+        self._pending, self.precision = path, precision
+
+    def _serving_session(self) -> Any:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                self._session = self.open_session(pending)
+            except OnnxLoadError as exc:  # it opened a moment ago; if not now, the float32 one goes on
+                log.warning("int8 model did not open, serving float32", extra={"onnx": pending.name,
+                                                                                "error": str(exc)})
+                self.precision = "fp32"
+        return self._session
 
     def prepare(self, image: Image) -> preprocessing.Blob:
         """The model input for a frame (detector) or a crop (classifier)."""
@@ -193,8 +208,9 @@ class OnnxModel(DescribedModel):
         return postprocessing.decode_detect(output, min_confidence=min_confidence, classes=classes)
 
     def _run(self, blob: np.ndarray) -> tuple[Any, float]:
+        session = self._serving_session()
         started = time.perf_counter()
-        output = self.infer(blob)
+        output = self.infer(blob, session)
         return output, time.perf_counter() - started
 
     def detect(self, image: Image, *, classes: Sequence[int] | None, min_confidence: float,

@@ -244,7 +244,8 @@ class Int8Upgrade:
                 calibration.write_verdict(self.model.path, verdict)
         forced = self.policy.precision == "int8"
         if session is not None and (forced or verdict.precision == "int8"):
-            self.model.serve(session, "int8")
+            assert verdict.int8_file is not None
+            self.model.serve(self.model.path.with_name(verdict.int8_file), "int8")
         self.verdict = verdict
         self.settled.set()
         reason = f"DETECTOR_INFERENCE_PRECISION=int8; auto would serve {verdict.precision}: {verdict.reason}" \

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camera_pod.inference import calibration, parity, precision, quantisation
+from camera_pod.inference import calibration, onnx_backend, parity, precision, quantisation
 from camera_pod.inference.models import Model
 from camera_pod.inference.onnx_backend import OnnxModel
 from camera_pod.inference.postprocessing import RawBoxes
@@ -229,6 +230,34 @@ def test_without_archive_images_the_models_calibrate_on_the_camera_frames(fixtur
     assert len(quantisations) == 3
     assert_every_visit_found(first_pass)  # the swap mid-video changed no answer
     assert_every_visit_found(asyncio.run(_visits(archive)))
+
+
+def test_the_int8_session_is_opened_by_the_serving_thread_not_the_low_priority_one(
+        calibrated_checkpoints: Checkpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        video_frames: list[VideoFrame]) -> None:
+    """A session's thread pool keeps the priority of the thread that created it: the background quantisation
+    (nice 10) must not leave the camera's int8 inference at that priority for good."""
+    model = OnnxLoader(tmp_path, InferenceOptions(threads=2))(calibrated_checkpoints.detector)
+    assert isinstance(model, OnnxModel) and model.precision == "fp32"
+    int8 = tmp_path / "detector-int8.onnx"
+    quantisation.quantise(model.path, int8, [model.prepare(f.image) for f in video_frames[::30]],
+                          input_name=model.input_name, detector=True)
+    opened_by: list[int] = []
+    create = onnx_backend.create_session
+
+    def recording(path: Path, **options: Any) -> Any:
+        opened_by.append(threading.get_ident())
+        return create(path, **options)
+
+    monkeypatch.setattr(onnx_backend, "create_session", recording)
+    background = threading.Thread(target=model.serve, args=(int8, "int8"))
+    background.start()
+    background.join()
+    assert opened_by == [] and model.precision == "int8", "nothing opened by the background thread"
+    assert len(model.detect(video_frames[5].image, classes=None, min_confidence=MIN_CONFIDENCE)) > 0
+    assert opened_by == [threading.get_ident()], "opened by the thread that serves the model, at its next call"
+    model.detect(video_frames[6].image, classes=None, min_confidence=MIN_CONFIDENCE)
+    assert len(opened_by) == 1, "once"
 
 
 # ---- the verdict kept beside the export -------------------------------------------------------------
