@@ -26,6 +26,7 @@ class StepResult:
     classifier_calls: int = 0
     car: bool = False
     fields: dict[str, str] = field(default_factory=dict)
+    gated: bool = False  # ours: the change gate let the frame pass without the pipeline (the baseline never does)
 
 
 def extract(archive: Path, folder: Path) -> Path:

@@ -5,8 +5,9 @@
 Baseline: the original worker re-implemented in ``bench/original_worker.py`` (Ultralytics
 ``track(frame, persist=True)`` on the full frame, then one ``predict`` per triggered branch on a 224x224 crop
 in a thread pool, wait for all), on ``--device``.
-Ours: ``PipelineEngine.process(frame, FrameContext, act=False, reuse=ClassificationReuse(...))`` followed by
-the visit tracker, as ``camera_pod.runtime.CameraPod._serve`` runs it per display subscription, with the
+Ours: each frame through ``camera_pod.processing.DisplayProcessor`` (change gate, then
+``PipelineEngine.process(..., act=False, reuse=ClassificationReuse(...))``, then the visit tracker, and the
+announced visit's write pass), exactly as ``camera_pod.runtime.CameraPod._serve`` runs it per display, with the
 models loaded by the pod's own ``ArchiveStore`` and ``PodSettings`` (so ``DETECTOR_INFERENCE_BACKEND`` and
 the other ``DETECTOR_*`` settings apply). Every variant runs in its own child process (``--variant``) so
 its peak RSS is its own; the parent prints ratios against the baseline measured in the same run.
@@ -15,9 +16,16 @@ its peak RSS is its own; the parent prints ratios against the baseline measured 
 baseline on the GPU; ours with ONNX Runtime on its GPU providers (when this onnxruntime has any), with the
 Ultralytics backend on the GPU (``DETECTOR_INFERENCE_DEVICE``), and with ONNX Runtime on the CPU for reference.
 
-Scenarios: ``fixture`` (tests/fixtures/gas_station.mpta on tests/fixtures/media/cars.mp4) and
-``yolov8n-640`` (an untrained YOLOv8n detector at 640, built offline from its YAML, packed with the
-fixture classifiers; it detects nothing, so its detector stage is also measured alone).
+Scenarios: ``fixture`` (tests/fixtures/gas_station.mpta on tests/fixtures/media/cars.mp4), ``pump`` (the same
+archive on tests/fixtures/media/pump.mp4: three cars that each stand about 20 s at the pump, as at a real one;
+pipeline only) and ``yolov8n-640`` (an untrained YOLOv8n detector at 640, built offline from its YAML, packed with
+the fixture classifiers; it detects nothing, so its detector stage is also measured alone).
+
+Change gating is on in ours, as in a camera pod, with the fixture videos' frame-index strip (16 black/white cells
+along the top edge that flip every frame) masked from the gate (``DETECTOR_GATING_IGNORE``, ``FIXTURE_OVERLAY``)
+as a camera's clock overlay would be ("strip not masked" rows: the default settings); "no gating" rows run the
+detector on every frame. "2 displays" rows run two displays of the camera with the same crop on every frame (one
+detector pass between them, or one each); their frames/s are frames of the camera, both displays done.
 
 ONNX Runtime on the CPU is measured in float32 (``DETECTOR_INFERENCE_PRECISION=fp32``) and in int8 (``int8``):
 before the measured runs, every model is calibrated once on frames of the video (the detector on every 8th
@@ -46,7 +54,6 @@ import time
 import zipfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +67,10 @@ from bench.original_worker import OriginalWorker, StepResult, extract
 
 SCRIPT = Path(__file__).resolve()
 VIDEO = common.REPO / "tests" / "fixtures" / "media" / "cars.mp4"
+SCENARIO_VIDEOS = {"pump": common.REPO / "tests" / "fixtures" / "media" / "pump.mp4"}  # others: VIDEO
+FIXTURE_OVERLAY = "0,0,1,0.06"  # the fixture videos' frame-index strip, masked from the change gate
+PUMP_QUICK_FRAMES = 300  # --quick on pump.mp4: from the first car's arrival (frame 30): standing 22 s, leaving
+PUMP_QUICK_FIRST_FRAME = 30
 FIXTURE_MPTA = common.REPO / "tests" / "fixtures" / "gas_station.mpta"
 IDENTIFIER = "display-1;cam-1"
 WARM_FRAMES = (30, 31, 32)  # a car stopped at the pump: every model runs during warm-up
@@ -75,12 +86,12 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 FrameStep = Callable[[np.ndarray, float], Awaitable[StepResult]]
 
 
-def decode(count: int | None, first: int = 0, only: Sequence[int] = ()) -> list[np.ndarray]:
-    """Frames of the test video as BGR arrays, decoded once up front (decoding is not what is measured)."""
+def decode(count: int | None, first: int = 0, only: Sequence[int] = (), video: Path = VIDEO) -> list[np.ndarray]:
+    """Frames of a test video as BGR arrays, decoded once up front (decoding is not what is measured)."""
     import av
 
     frames = []
-    with av.open(str(VIDEO)) as container:
+    with av.open(str(video)) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if (only and index in only) or (not only and index >= first):
                 frames.append(frame.to_ndarray(format="bgr24"))
@@ -96,37 +107,32 @@ class Ours:
     engine: Any
     archive: Any
     settings: Any
-    reuse: Any = None
-    visits: Any = None
+    displays: int = 1  # displays of the camera with the same crop, each frame through all of them
+    shared_pass: bool = True  # those displays run one detector pass per frame between them (as a pod does)
+    processors: list[Any] = field(default_factory=list)
+    trackers: list[Any] = field(default_factory=list)
 
     def fresh_state(self) -> None:
-        """Per display subscription, as CameraPod._serve makes them."""
-        from camera_pod.pipeline.reuse import ClassificationReuse
-        from camera_pod.visits import VisitTracker
+        """Per display subscription, as CameraPod._serve makes them: its processor (reuse, gate) and visits."""
+        from camera_pod import processing
         from detector.contract.pods import PodSpec
 
-        s = self.settings
-        self.reuse = ClassificationReuse(max_age_s=s.classify_interval_s, growth=s.classify_growth) \
-            if s.classify_interval_s > 0 else None
         defaults = PodSpec.model_fields
-        tracking = self.archive.config.pipeline.tracking
-        self.visits = None if tracking is not None and not tracking.enabled else VisitTracker(
-            stable_frames=tracking.stabilityThreshold if tracking else defaults["stable_frames"].default,
-            gap_s=defaults["visit_gap_s"].default, method=tracking.method if tracking else "bytetrack")
+        self.processors = [processing.DisplayProcessor.from_settings(f"display-{index + 1};cam-1", self.settings)
+                           for index in range(self.displays)]
+        self.trackers = [processing.visit_tracker(self.archive, stable_frames=defaults["stable_frames"].default,
+                                                  gap_s=defaults["visit_gap_s"].default)
+                         for _ in range(self.displays)]
 
     async def process(self, image: np.ndarray, captured_at: float) -> StepResult:
-        from camera_pod.pipeline.engine import FrameContext
-
-        image = np.ascontiguousarray(image)
-        context = FrameContext(camera_id=IDENTIFIER, display_id=IDENTIFIER.split(";")[0],
-                               captured_at=datetime.fromtimestamp(captured_at, UTC))
-        result = await self.engine.process(image, context, act=False, reuse=self.reuse)
-        if self.visits is not None:
-            self.visits.observe(result, image, captured_at)
-        classifiers = sum(1 for key in result.timings_ms if key in self.archive.models
-                          and self.archive.models[key].task == "classify")
-        regions = result.root.regions if result.root is not None else {}
-        return StepResult(classifiers, "Car" in regions, result.classified_fields())
+        share = (captured_at, None) if self.shared_pass else None  # (frame, crop), as the pod keys it
+        done = await asyncio.gather(*(processor.process(self.engine, tracker, image, captured_at, share=share)
+                                      for processor, tracker in zip(self.processors, self.trackers, strict=True)))
+        first = done[0]
+        classifiers = 0 if first.gated else sum(1 for key in first.result.timings_ms if key in self.archive.models
+                                                and self.archive.models[key].task == "classify")
+        regions = first.result.root.regions if first.result.root is not None else {}
+        return StepResult(classifiers, "Car" in regions, first.result.classified_fields(), gated=first.gated)
 
     def detect(self, image: np.ndarray) -> Any:
         """The detector stage alone, called as the engine calls it."""
@@ -151,7 +157,7 @@ async def open_ours(archive_path: Path, cache: Path, **overrides: Any) -> Ours:
     from camera_pod.settings import PodSettings
     from detector.contract.pods import DisplaySubscription, PodSpec, StreamSpec
 
-    settings = PodSettings(cache_dir=cache, **overrides)
+    settings = PodSettings(cache_dir=cache, **{"gating_ignore": FIXTURE_OVERLAY, **overrides})
     spec = PodSpec(name="bench", stream=StreamSpec(url=str(VIDEO), kind="file"), broker_url="ws://127.0.0.1:9/",
                    subscriptions=[DisplaySubscription(identifier=IDENTIFIER, model_url=str(archive_path),
                                                       model_id=1, model_name="bench")])
@@ -172,7 +178,7 @@ def torch_threads() -> int | None:
 # ---- child: one variant, one process ------------------------------------------------------------
 
 async def measure(step: FrameStep, frames: list[np.ndarray]) -> dict[str, Any]:
-    latencies, classifier_calls, cars = [], 0, 0
+    latencies, classifier_calls, cars, gated = [], 0, 0, 0
     cpu0, wall0 = common.cpu_seconds(), time.perf_counter()
     for index, image in enumerate(frames):
         started = time.perf_counter()
@@ -180,12 +186,13 @@ async def measure(step: FrameStep, frames: list[np.ndarray]) -> dict[str, Any]:
         latencies.append(time.perf_counter() - started)
         classifier_calls += result.classifier_calls
         cars += result.car
+        gated += result.gated
     wall, cpu = time.perf_counter() - wall0, common.cpu_seconds() - cpu0
     n = len(frames)
     return {"frames": n, "wall_s": wall, "fps": n / wall, "fps_per_core": n / wall / common.cores(),
             "p50_ms": common.percentile(latencies, 50) * 1000, "p99_ms": common.percentile(latencies, 99) * 1000,
             "cpu_ms_per_frame": cpu / n * 1000, "cpu_cores_busy": cpu / wall,
-            "classifier_calls_per_frame": classifier_calls / n, "car_frames": cars}
+            "classifier_calls_per_frame": classifier_calls / n, "car_frames": cars, "gated_frames": gated}
 
 
 def baseline_step(worker: OriginalWorker, detect_only: bool) -> FrameStep:
@@ -204,8 +211,12 @@ def ours_step(ours: Ours, detect_only: bool) -> FrameStep:
     return step
 
 
+OURS_VARIANTS: dict[str, dict[str, Any]] = {"ours-noreuse": {"classify_interval_s": 0},
+                                            "ours-nogate": {"gating": False}, "ours-unmasked": {"gating_ignore": ()}}
+
+
 async def child(args: argparse.Namespace) -> dict[str, Any]:
-    frames = decode(args.frames, args.first_frame)
+    frames = decode(args.frames, args.first_frame, video=Path(args.video) if args.video else VIDEO)
     warm = decode(None, only=WARM_FRAMES)
     frames_mb = sum(frame.nbytes for frame in frames + warm) / 2**20
     archive = Path(args.archive)
@@ -219,8 +230,9 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
                 await step(image, 0.0)
         else:
             cache = Path(args.cache) if args.cache else Path(scratch)
-            ours = await open_ours(archive, cache, **({"classify_interval_s": 0}
-                                                      if args.variant == "ours-noreuse" else {}))
+            ours = await open_ours(archive, cache, **OURS_VARIANTS.get(args.variant, {}))
+            if args.variant.startswith("ours-2displays"):
+                ours.displays, ours.shared_pass = 2, args.variant == "ours-2displays"
             step, backend = ours_step(ours, detect_only), ours.runs_on()
             for image in warm:
                 await step(image, time.time())
@@ -419,7 +431,7 @@ async def profile(args: argparse.Namespace, top: int = 10) -> str:
 
     frames = decode(None, only=WARM_FRAMES)
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
-        ours = await open_ours(Path(args.archive), Path(scratch), classify_interval_s=0)
+        ours = await open_ours(Path(args.archive), Path(scratch), classify_interval_s=0, gating=False)
         PipelineEngine._infer = inline  # type: ignore[method-assign]
         for image in frames[:-1]:
             await ours.process(image, time.time())
@@ -505,11 +517,15 @@ class Plan:
     cache: str = ""
     archives: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    pump_frames: int | None = None  # None: all 840
 
     def run(self, key: str, archive: str, variant: str, *, flavour: Flavour | None = None,
-            rate: float | None = None, frames: int | None = None) -> dict[str, Any]:
-        args = ["--variant", variant, "--archive", archive, "--first-frame", str(self.first_frame),
-                "--baseline-tracker", self.baseline_tracker, "--device", self.device]
+            rate: float | None = None, frames: int | None = None, scenario: str = "fixture") -> dict[str, Any]:
+        first = self.first_frame if scenario not in SCENARIO_VIDEOS else PUMP_QUICK_FIRST_FRAME if self.first_frame \
+            else 0
+        args = ["--variant", variant, "--archive", archive, "--first-frame", str(first),
+                "--baseline-tracker", self.baseline_tracker, "--device", self.device,
+                "--video", str(SCENARIO_VIDEOS.get(scenario, VIDEO))]
         frames = frames or self.frames
         args += ["--frames", str(frames)] if frames else []
         args += ["--rate", str(rate)] if rate else []
@@ -520,13 +536,22 @@ class Plan:
     def jobs(self) -> list[Job]:
         jobs = []
         for scenario in self.archives:
-            for stage, suffix in (("pipeline", ""), ("detector only", "-detect")):
+            stages = (("pipeline", ""),) if scenario == "pump" else (("pipeline", ""), ("detector only", "-detect"))
+            for stage, suffix in stages:
                 jobs.append(Job(scenario, stage, "baseline", "baseline" + suffix))
                 for flavour in self.flavours:
                     jobs.append(Job(scenario, stage, flavour.label, "ours" + suffix, flavour))
+                    if (stage, flavour) == ("pipeline", self.flavours[0]) and scenario in ("fixture", "pump"):
+                        jobs.append(Job(scenario, stage, f"{flavour.label}, no gating", "ours-nogate", flavour))
+                        jobs.append(Job(scenario, stage, f"{flavour.label}, strip not masked", "ours-unmasked",
+                                        flavour))
                     if (scenario, stage, flavour) == ("fixture", "pipeline", self.flavours[0]):
                         jobs.append(Job(scenario, stage, f"{flavour.label}, classify every frame", "ours-noreuse",
                                         flavour))
+                        jobs.append(Job(scenario, stage, f"{flavour.label}, 2 displays, one detector pass",
+                                        "ours-2displays", flavour))
+                        jobs.append(Job(scenario, stage, f"{flavour.label}, 2 displays, a pass each",
+                                        "ours-2displays-own", flavour))
         return jobs
 
     def on_gpu(self, job: Job) -> bool:
@@ -539,9 +564,9 @@ class Plan:
         for index in range(rounds):
             for job in jobs if index % 2 == 0 else reversed(jobs):
                 frames = min(self.frames or REALISTIC_FRAMES, REALISTIC_FRAMES) if job.scenario == "yolov8n-640" \
-                    else None
+                    else self.pump_frames if job.scenario == "pump" else None
                 result = self.run(f"round {index + 1}: {job.key}", self.archives[job.scenario], job.variant,
-                                  flavour=job.flavour, frames=frames)
+                                  flavour=job.flavour, frames=frames, scenario=job.scenario)
                 best = self.results.get(job.key)
                 fps = [*(best["rounds_fps"] if best else []), result["fps"]]
                 self.results[job.key] = {**(result if best is None or result["fps"] > best["fps"] else best),
@@ -625,13 +650,13 @@ def throughput_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> tup
         rss = r["peak_rss_mb"] - r["frames_mb"]
         rows.append([job.scenario, job.stage, job.label, r["backend"], r["frames"], r["fps"], r["fps_per_core"],
                      r["p50_ms"], r["p99_ms"], r["cpu_ms_per_frame"], rss, r["classifier_calls_per_frame"],
-                     r["car_frames"]])
+                     r["car_frames"], r.get("gated_frames", 0)])
         if job.label != "baseline":
             rows.append([job.scenario, job.stage, f"{job.label} / baseline", "", "",
                          common.ratio(r["fps"], base["fps"]), common.ratio(r["fps_per_core"], base["fps_per_core"]),
                          common.ratio(r["p50_ms"], base["p50_ms"]), common.ratio(r["p99_ms"], base["p99_ms"]),
                          common.ratio(r["cpu_ms_per_frame"], base["cpu_ms_per_frame"]),
-                         common.ratio(rss, base["peak_rss_mb"] - base["frames_mb"]), "", ""])
+                         common.ratio(rss, base["peak_rss_mb"] - base["frames_mb"]), "", "", ""])
         per_frame = gflops[job.scenario]
         work = per_frame["detector"] + (per_frame["classifier"] * r["classifier_calls_per_frame"]
                                         if job.stage == "pipeline" else 0.0)
@@ -678,11 +703,13 @@ def latency_rows(plan: Plan, rates: Sequence[float]) -> list[list[object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="30 frames from the first car's arrival, one round")
+    parser.add_argument("--quick", action="store_true", help="30 frames from the first car's arrival (pump: "
+                        f"{PUMP_QUICK_FRAMES}), one round")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where the baseline runs, "
                         "and on a GPU: ours on ONNX Runtime's GPU providers, Ultralytics on the GPU, ONNX on the CPU")
     parser.add_argument("--frames", type=int, default=None,
-                        help=f"frames per variant (default: all 270, {REALISTIC_FRAMES} for yolov8n-640; quick: 30)")
+                        help=f"frames per variant (default: all 270, {REALISTIC_FRAMES} for yolov8n-640, 840 for pump; "
+                        "quick: 30)")
     parser.add_argument("--rounds", type=int, default=None, help="runs per variant, best kept (default 2; quick 1)")
     parser.add_argument("--json", metavar="FILE", help="save every result (children: print to stdout as well)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one `process` call of ours")
@@ -694,6 +721,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--video", help=argparse.SUPPRESS)
+    parser.add_argument("--scenarios", default="fixture,pump,yolov8n-640",
+                        help="comma-separated: fixture (always), pump, yolov8n-640")
     args = parser.parse_args()
     if args.variant:
         run_variant(args)
@@ -704,11 +734,15 @@ def main() -> None:
     machine.measure()
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
         plan = Plan(frames, QUICK_FIRST_FRAME if args.quick else 0, args.baseline_tracker, args.device,
-                    flavours(args.device), cache=str(Path(scratch) / "cache"))
+                    flavours(args.device), cache=str(Path(scratch) / "cache"),
+                    pump_frames=args.frames or (PUMP_QUICK_FRAMES if args.quick else None))
         print("  preparing the yolov8n-640 archive and the ONNX exports, counting GFLOPs ...", file=sys.stderr,
               flush=True)
         prepared = common.run_child(SCRIPT, ["--variant", "prepare", "--out", scratch])
-        plan.archives = prepared["archives"]
+        wanted = {"fixture", *args.scenarios.split(",")}
+        plan.archives = {name: path for name, path in {**prepared["archives"], "pump": prepared["archives"]["fixture"]}
+                         .items() if name in wanted}
+        prepared["gflops"]["pump"] = prepared["gflops"]["fixture"]
         plan.best_of(args.rounds or (1 if args.quick else 2), machine.measure)
         rows, limits = throughput_rows(plan, prepared["gflops"], machine)
         floor = floor_rows(plan, prepared["gflops"], machine)
@@ -737,7 +771,7 @@ def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limit
     print(common.table(
         "Throughput (each variant in its own process; ratios = ours / baseline, same run)",
         ["scenario", "stage", "variant", "runs on", "frames", "frames/s", "frames/s per core", "p50 ms", "p99 ms",
-         "CPU ms/frame", "peak RSS MB", "classifier calls/frame", "frames with a Car"], rows,
+         "CPU ms/frame", "peak RSS MB", "classifier calls/frame", "frames with a Car", "frames gated"], rows,
         [f"{where}; best of {rounds} round(s) per variant (alternating order); torch threads per call "
          f"{some['torch_threads']}; frames decoded up front with PyAV (not measured; the {some['frames_mb']:.0f} MB "
          "they take are subtracted from peak RSS). Baseline detector stage: "

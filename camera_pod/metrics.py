@@ -26,6 +26,9 @@ class PodMetrics:
         self.classifications = Counter("detector_classifications_total",
                                        "leaf classifier results: run, or reused for a vehicle already classified",
                                        ["subscription", "outcome"], registry=r)
+        self.gating = Counter("detector_gating_frames_total",
+                              "frames by the change gate's verdict: gated (the detector skipped) or why it ran: "
+                              "changed, visit (one in progress), refresh", ["subscription", "outcome"], registry=r)
         self.outbox = Gauge("detector_outbox_events", "events waiting for the broker's ack", registry=r)
         self.outbox_items = Gauge("detector_action_outbox_items", "Redis/PostgreSQL writes waiting on disk",
                                   ["outbox", "service"], registry=r)

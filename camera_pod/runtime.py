@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from camera_pod import memory, sightings
+from camera_pod import memory, processing, sightings
 from camera_pod.channel import BrokerChannel
 from camera_pod.displays import Display
 from camera_pod.loaded_pipelines import LoadedPipeline, LoadedPipelines
@@ -19,7 +19,6 @@ from camera_pod.metrics import PodMetrics
 from camera_pod.outbox import EventOutbox
 from camera_pod.pipeline.engine import FrameContext
 from camera_pod.pipeline.results import FrameResult
-from camera_pod.pipeline.reuse import ClassificationReuse
 from camera_pod.settings import PodSettings
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.cropping import Crop
@@ -28,7 +27,7 @@ from camera_pod.streams.hub import StreamHub, StreamSubscription
 from camera_pod.streams.pacing import FramePacer
 from camera_pod.usage import UsageSampler
 from camera_pod.visit_memory import VisitMemory
-from camera_pod.visits import VisitDecision, VisitTracker
+from camera_pod.visits import VisitTracker
 from detector.contract.pods import DetectionEvent, Displays, DisplaySubscription, PodHealth, PodSpec, StreamReport
 from detector.kit.errors import DetectorError
 
@@ -229,70 +228,59 @@ class CameraPod:
 
     async def _serve(self, display: Display) -> None:
         """Frames of this display, each through the display's model of the moment (a swap takes the next frame)."""
-        reuse = ClassificationReuse(max_age_s=self.settings.classify_interval_s, growth=self.settings.classify_growth) \
-            if self.settings.classify_interval_s > 0 else None
         identifier = display.spec.identifier
-        display_id = identifier.split(";", 1)[0]
+        processor = processing.DisplayProcessor.from_settings(identifier, self.settings)
         pacer = FramePacer.from_poll_interval(self.spec.poll_interval_ms)  # frames in between are skipped
         assert display.subscription is not None
         while True:
             got = await pacer.next_frame(display.subscription, 1.0)
             if got is None or display.pipeline is None:
                 continue
-            image = np.ascontiguousarray(got.image)
-            context = FrameContext(camera_id=identifier, display_id=display_id,
-                                   captured_at=datetime.fromtimestamp(got.frame.captured_at, UTC))
+            crop = display.spec.crop
+            share = (got.frame.sequence, got.frame.captured_at, (crop.x1, crop.y1, crop.x2, crop.y2) if crop else None)
             started = time.perf_counter()
             try:
-                result = await self._process(display.spec, display.pipeline, display.visits, image, context,
-                                             got.frame, reuse)
-                display.sighting = sightings.sighting(result, got.frame.captured_at, display.spec.crop)
+                processed = await processor.process(display.pipeline.engine, display.visits, np.asarray(got.image),
+                                                    got.frame.captured_at, share=share)
+                self._deliver(display.spec, display.visits, processed, got.frame.captured_at)
+                display.sighting = sightings.sighting(processed.result, got.frame.captured_at, crop)
             except Exception:  # one bad frame never stops the camera
                 log.exception("pipeline failed on a frame", extra={"subscription": identifier})
-            if reuse is not None:
-                self._count_reuse(display.spec, reuse)
-            self.metrics.pipeline_seconds.labels(identifier).observe(time.perf_counter() - started)
+                processed = None
+            self._count(display.spec, processor)
+            if processed is None or not processed.gated:
+                self.metrics.pipeline_seconds.labels(identifier).observe(time.perf_counter() - started)
 
     def _visit_tracker(self, pipeline: LoadedPipeline) -> VisitTracker | None:
-        """The root node's ``tracking`` settings win over the pod's defaults; disabled means per-frame events."""
-        tracking = pipeline.archive.config.pipeline.tracking
-        if self.spec.event_mode == "frame" or (tracking is not None and not tracking.enabled):
-            return None
-        method = tracking.method if tracking else "bytetrack"
-        stable = tracking.stabilityThreshold if tracking else self.spec.stable_frames
-        return VisitTracker(stable_frames=stable, gap_s=self.spec.visit_gap_s, method=method,
-                            expected_interval_s=expected_interval_s(self.spec))
+        return processing.visit_tracker(pipeline.archive, event_mode=self.spec.event_mode,
+                                        stable_frames=self.spec.stable_frames, gap_s=self.spec.visit_gap_s,
+                                        expected_interval_s=expected_interval_s(self.spec))
 
-    def _count_reuse(self, display: DisplaySubscription, reuse: ClassificationReuse) -> None:
-        counter = self.metrics.classifications
-        counter.labels(display.identifier, "reused").inc(reuse.hits)
-        counter.labels(display.identifier, "run").inc(reuse.misses)
-        reuse.hits = reuse.misses = 0
+    def _count(self, display: DisplaySubscription, processor: processing.DisplayProcessor) -> None:
+        if processor.reuse is not None:
+            counter = self.metrics.classifications
+            counter.labels(display.identifier, "reused").inc(processor.reuse.hits)
+            counter.labels(display.identifier, "run").inc(processor.reuse.misses)
+            processor.reuse.hits = processor.reuse.misses = 0
+        if processor.gate is not None:
+            for outcome, count in processor.gate.take_counts().items():
+                self.metrics.gating.labels(display.identifier, outcome).inc(count)
 
-    async def _process(self, display: DisplaySubscription, pipeline: LoadedPipeline, visits: VisitTracker | None,
-                       image: np.ndarray, context: FrameContext, frame: Frame,
-                       reuse: ClassificationReuse | None) -> FrameResult:
-        if visits is None:
-            result = await pipeline.engine.process(image, context, reuse=reuse)
-            self._count_failures(result)
-            fields = result.classified_fields()
-            if fields:
-                self._emit(display, fields, frame.captured_at, uuid.uuid4().hex, update=False)
-            return result
-        result = await pipeline.engine.process(image, context, act=False, reuse=reuse)
-        for decision in visits.observe(result, image, frame.captured_at):
-            await self._announce(display, pipeline, context, decision)
-        self.visit_memory.remember(display.identifier, visits.announced(), time.monotonic())
-        return result
-
-    async def _announce(self, display: DisplaySubscription, pipeline: LoadedPipeline, context: FrameContext,
-                        decision: VisitDecision) -> None:
-        if not decision.update:
-            best_context = FrameContext(context.camera_id, context.display_id,
-                                        datetime.fromtimestamp(decision.captured_at, UTC))
-            written = await pipeline.engine.process(decision.image, best_context)
-            self._count_failures(written)
-        self._emit(display, decision.fields, decision.captured_at, decision.visit_id, update=decision.update)
+    def _deliver(self, display: DisplaySubscription, visits: VisitTracker | None, processed: processing.Processed,
+                 captured_at: float) -> None:
+        """The frame's events into the outbox: its fields (per-frame events), or its visits' announcements."""
+        if processed.frame_fields is not None:
+            self._count_failures(processed.result)
+            if processed.frame_fields:
+                self._emit(display, processed.frame_fields, captured_at, uuid.uuid4().hex, update=False)
+            return
+        for announcement in processed.announcements:
+            if announcement.written is not None:
+                self._count_failures(announcement.written)
+            decision = announcement.decision
+            self._emit(display, decision.fields, decision.captured_at, decision.visit_id, update=decision.update)
+        if visits is not None:
+            self.visit_memory.remember(display.identifier, visits.announced(), time.monotonic())
 
     def _count_failures(self, result: FrameResult) -> None:
         for outcome in result.failed_actions:

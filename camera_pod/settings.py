@@ -46,6 +46,18 @@ class PodSettings(BaseSettings):
                             "and is faster on this model, else fp32")
     onnx_rect: bool = Field(
         True, description="detectors take the smallest stride-multiple rectangle around the frame; false: a square")
+    gating: bool = Field(True, description="change gating: the detector runs on a frame only when the picture "
+                                           "changed, a visit in progress needs it, or the last run is "
+                                           "gating_max_skip_s old; false: on every frame")
+    gating_pixel_threshold: float = Field(12.0, gt=0, le=255, description="grey levels a thumbnail cell must move "
+                                                                         "by to count as changed")
+    gating_area_threshold: float = Field(0.005, ge=0, le=1, description="share of the cells that must change for "
+                                                                        "the detector to run")
+    gating_max_skip_s: float = Field(2.0, gt=0, le=3600, description="the detector runs at least this often while a "
+                                                                     "display's picture stays the same")
+    gating_ignore: Annotated[tuple[tuple[float, float, float, float], ...], NoDecode] = Field(
+        (), description="regions where change is ignored (a clock overlay): 'x1,y1,x2,y2' fractions of the "
+                        "display's image, separated by ';'")
     action_outbox: bool = Field(True, description="Redis/PostgreSQL writes go through the durable outbox on local "
                                                   "disk (state_dir); false: written directly, lost on error")
     action_outbox_max_items: int = Field(10_000, ge=1, description="queued writes at most; past it the oldest images "
@@ -62,6 +74,21 @@ class PodSettings(BaseSettings):
     @property
     def durable_dir(self) -> Path:
         return self.state_dir if self.state_dir is not None else self.cache_dir / "outbox"
+
+    @field_validator("gating_ignore", mode="before")
+    @classmethod
+    def _split_regions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(tuple(float(v) for v in region.split(",")) for region in value.split(";") if region.strip())
+        return value
+
+    @field_validator("gating_ignore")
+    @classmethod
+    def _check_regions(cls, value: tuple[tuple[float, float, float, float], ...]) -> Any:
+        for x1, y1, x2, y2 in value:
+            if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+                raise ValueError(f"region {x1},{y1},{x2},{y2}: want 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1")
+        return value
 
     @field_validator("inference_providers", mode="before")
     @classmethod

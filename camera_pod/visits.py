@@ -47,6 +47,7 @@ SETTLE_WAIT_S = 3.0  # a car that never settles (drive-through, shaking camera) 
 SAME_PLACE_IOU = 0.7  # a car back at the same place after frames without it is the same car
 UPDATE_MARGIN = 1.5  # a value replaces an announced one when its votes outweigh it this much
 TEXT_MAJORITY = 0.5  # a text is the visit's when its reads outweigh every other read of the field together
+PENDING_PATIENCE_S = 10.0  # a car not announced after this (cut by the frame edge, unclassifiable) stops being pending
 RECENT_FRAMES = 64
 
 
@@ -285,6 +286,20 @@ class VisitTracker:
         if visit is None or main is None:
             return []
         return self._observe_car(visit, main, result, image, captured_at)
+
+    def hold(self, captured_at: float) -> None:
+        """A frame the change gate skipped: the picture is the last processed frame's, so every car seen in that
+        frame is still there (it never counts as a frame without its car). The stream's cadence is measured on it."""
+        self.cadence.tick(captured_at)
+        for visit in self.visits.values():
+            if visit.misses == 0:
+                visit.last_seen = max(visit.last_seen, captured_at)
+
+    def needs_every_frame(self, captured_at: float) -> bool:
+        """Whether a visit is in progress: a car not announced yet (for ``PENDING_PATIENCE_S`` at most), or one
+        missing from the last processed frame whose visit has not ended. The change gate runs the detector then."""
+        return any(visit.misses or (visit.announced is None and captured_at - visit.first_seen < PENDING_PATIENCE_S)
+                   for visit in self.visits.values())
 
     @staticmethod
     def _cars(detections: Detections) -> Detections:

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from camera_pod.inference.detections import Box
+from camera_pod.inference.detections import Box, Detections
 from camera_pod.inference.models import Image, Model
 from camera_pod.mpta.loading import LoadedArchive
 from camera_pod.mpta.naming import result_field
@@ -51,6 +52,7 @@ class _Run:
     session_id: str | None
     sink: ActionSink | None
     reuse: ClassificationReuse | None = None
+    share: Hashable | None = None
     outcomes: list[ActionOutcome] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -71,6 +73,24 @@ class _Incomplete(Exception):
     """A waited-for branch cannot run on this frame: nothing may be written."""
 
 
+class _SharedPasses:
+    """The root detector's pass on a frame, shared by the calls that name the same frame (``share``): displays of
+    one camera on the same archive with the same crop (or none) run one detector pass per frame between them."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._passes: OrderedDict[Hashable, asyncio.Future[Detections]] = OrderedDict()
+
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[Detections]]) -> Detections:
+        future = self._passes.get(key)
+        if future is None:
+            future = asyncio.ensure_future(compute())
+            self._passes[key] = future
+            while len(self._passes) > self._size:
+                self._passes.popitem(last=False)
+        return await asyncio.shield(future)
+
+
 class PipelineEngine:
     """One per loaded archive; safe to call from many subscriptions of a camera at once."""
 
@@ -79,17 +99,19 @@ class PipelineEngine:
         self._sink = sink
         self._postgres = archive.config.postgresql is not None
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="inference")
+        self._shared = _SharedPasses()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     async def process(self, frame: Image, context: FrameContext, *, act: bool = True,
-                      reuse: ClassificationReuse | None = None) -> FrameResult:
+                      reuse: ClassificationReuse | None = None, share: Hashable | None = None) -> FrameResult:
         """Run the tree on ``frame``; with ``act=False`` nothing is written (analysis only).
 
-        ``reuse`` (one per subscription) lets leaf classifiers skip a vehicle they classified recently.
+        ``reuse`` (one per subscription) lets leaf classifiers skip a vehicle they classified recently. Calls with
+        the same ``share`` key (the same image: one frame, one crop) run the root detector once between them.
         """
-        run = _Run(context, context.session_id, self._sink if act else None, reuse)
+        run = _Run(context, context.session_id, self._sink if act else None, reuse, share)
         started = time.perf_counter()
         root = self._archive.config.pipeline
         try:
@@ -138,8 +160,12 @@ class PipelineEngine:
     async def _detect(self, node: Node, model: Model, image: Image, run: _Run, *, is_root: bool) -> NodeResult:
         wanted = node.triggerClasses if is_root else []
         class_ids = [model.names.index(name) for name in wanted]
-        detections = await self._infer(run, node, lambda: model.detect(
-            image, classes=class_ids or None, min_confidence=node.minConfidence))
+        def detect() -> Awaitable[Detections]:
+            return self._infer(run, node, lambda: model.detect(image, classes=class_ids or None,
+                                                               min_confidence=node.minConfidence))
+
+        detections = await (self._shared.get((node.modelId, run.share), detect) if is_root and run.share is not None
+                            else detect())
         detections = triggering.accepted(detections, node.minConfidence, wanted)
         regions = detections.best_per_class()
         empty = NodeResult(node.modelId, "detect", detections, {})

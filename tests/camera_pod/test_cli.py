@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -97,3 +98,25 @@ def test_pipeline_run_reports_a_bad_source_clearly(fixture_mpta: Path, tmp_path:
     assert result.returncode == 1
     assert "cannot open" in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_pipeline_run_runs_a_file_as_a_camera_pod_does(fixture_mpta: Path, tmp_path: Path) -> None:
+    """Gate, pipeline, visits: one announcement per car of pump.mp4, and the standing cars' frames gated."""
+    pump = json.loads((FIXTURES / "media" / "pump.json").read_text())
+    done = subprocess.run([sys.executable, "-P", "-m", "detector.cli", "pipeline", "run", "--mpta", str(fixture_mpta),
+                           "--source", str(FIXTURES / "media" / "pump.mp4"), "--no-actions", "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "DETECTOR_GATING_IGNORE": "0,0,1,0.06"})
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["frame"] for line in lines] == list(range(pump["frame_count"]))
+    visits = [visit for line in lines for visit in line["visits"]]
+    assert [(v["fields"], v["update"]) for v in visits] == [
+        ({"brand": v["brand"], "body_type": v["body_type"]}, False) for v in pump["visits"]]
+    gated = [line for line in lines if line["gated"]]
+    assert len(gated) > 0.7 * len(lines)
+    assert all(lines[line["as_frame"]]["fields"] == line["fields"] and not lines[line["as_frame"]]["gated"]
+               for line in gated)
+    text = subprocess.run([sys.executable, "-P", "-m", "detector.cli", "pipeline", "run", "--help"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path).stdout
+    assert "Per frame: the change gate" in " ".join(text.split())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,8 @@ import pytest
 
 from camera_pod import runtime
 from camera_pod.displays import Display
+from camera_pod.pipeline.results import FrameResult
+from camera_pod.processing import DisplayProcessor, Processed
 from camera_pod.runtime import CameraPod
 from camera_pod.settings import PodSettings
 from camera_pod.streams.frames import LatestFrame
@@ -139,19 +142,20 @@ async def test_the_pod_paces_each_display_by_its_spec(tmp_path: Path, monkeypatc
     pod = CameraPod(spec, PodSettings(cache_dir=tmp_path))
     processed: list[float] = []
 
-    async def process(*args: Any) -> None:
-        processed.append(args[5].captured_at)
+    async def process(_: Any, engine: Any, visits: Any, image: Any, captured_at: float, **__: Any) -> Processed:
+        processed.append(captured_at)
         clock.now += 0.01
         if len(processed) == 20:
             raise asyncio.CancelledError
+        return Processed(FrameResult("nothing", None))
 
-    monkeypatch.setattr(pod, "_process", process)
+    monkeypatch.setattr(DisplayProcessor, "process", process)
     monkeypatch.setattr(pod, "_visit_tracker", lambda pipeline: None)
     camera = SimulatedCamera(clock, fps=25)
     try:
         with pytest.raises(asyncio.CancelledError):
             display = Display(spec.subscriptions[0], subscription=camera,  # type: ignore[arg-type]
-                                       pipeline=object())  # type: ignore[arg-type]
+                              pipeline=SimpleNamespace(engine=None))  # type: ignore[arg-type]
             await pod._serve(display)
     finally:
         pod.outbox.close()
