@@ -19,6 +19,7 @@ from camera_pod.inference.models import Image
 from camera_pod.mpta.schema import OcrNode
 from camera_pod.ocr.recognisers import Recogniser, TextLine
 
+CHARACTER_ASPECT = 0.5  # a character is at least about half as wide as it is tall: what a line of N must measure
 SAME_ROW_OVERLAP = 0.5  # of the shorter line's height
 SAME_ROW_GAP = 1.5  # heights of the taller line
 
@@ -109,4 +110,5 @@ class TextReader:
     rules: TextRules
 
     def read(self, crop: Image) -> TextRead:
-        return best_read(self.recogniser.lines(crop), self.rules)
+        # A line too narrow for minLength characters is not even recognised (a car front boxed whole, a headlight).
+        return best_read(self.recogniser.lines(crop, CHARACTER_ASPECT * self.rules.min_length), self.rules)

@@ -7,6 +7,11 @@ scripts: Thai plates need their own), which must carry its dictionary as ``chara
 ONNX models do; one that does not is refused at load instead of fetched. The text-angle classifier is not used
 (plates are upright). ``rapidocr`` is imported on the first load, so a pipeline without text recognition never
 loads it.
+
+Cost: the text detector runs on every crop (about 3 ms on a car's front); the recogniser only on lines that can
+hold text of the wanted length (``min_aspect``: at least that many times as wide as tall), so a car without a
+plate, whose whole front the detector tends to box, costs the detector alone. Lines are recognised at their own
+width (RapidOCR pads every line to 320 px by default).
 """
 
 from __future__ import annotations
@@ -14,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import util
 from pathlib import Path
@@ -35,7 +39,9 @@ BUNDLED_RECOGNITION = MODELS_DIR / "PP-OCRv6_rec_small.onnx"
 MIN_SIDE = 96  # crops are enlarged to at least this (up to 4x): small plates are found far more often
 MAX_UPSCALE = 4.0
 DETECTION_SIDE = 320  # the text detector sees at most this many pixels on the longer side
-DEFAULT_THREADS = 2  # ONNX Runtime threads per call (at most the CPUs this process may use)
+REC_MIN_WIDTH = 96  # recognition input: 48 px high, as wide as the line (at least this), not padded to 320
+DEFAULT_THREADS = 1  # ONNX Runtime threads per call: crops are small, and a second thread spins against the
+# detector and the classifiers that run beside it (2-4x slower on a busy 2-core machine)
 
 
 class RecogniserError(PermanentError):
@@ -53,6 +59,13 @@ class TextLine:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
+
+
+def _aspect(quad: np.ndarray) -> float:
+    """Width over height of a detected line (its four corners, clockwise from the top left)."""
+    width = max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3]))
+    height = max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))
+    return float(width / height) if height > 0 else 0.0
 
 
 def _usable_cpus() -> int:
@@ -80,7 +93,7 @@ def _engine_params(recognition: Path, threads: int) -> dict[str, Any]:
         "Global.use_cls": False, "Global.text_score": 0.0, "Global.log_level": "warning",
         "Global.model_root_dir": str(MODELS_DIR),
         "Det.model_path": str(BUNDLED_DETECTION), "Det.limit_type": "max", "Det.limit_side_len": DETECTION_SIDE,
-        "Rec.model_path": str(recognition),
+        "Rec.model_path": str(recognition), "Rec.rec_img_shape": [3, 48, REC_MIN_WIDTH],
         "EngineConfig.onnxruntime.intra_op_num_threads": threads,
         "EngineConfig.onnxruntime.inter_op_num_threads": 1,
     }
@@ -106,7 +119,10 @@ class Recogniser:
                                   "RapidOCR would download one: convert it with its dictionary embedded")
         self.recognition = recognition
         self.threads = max(1, min(threads or DEFAULT_THREADS, _usable_cpus()))
-        from rapidocr import RapidOCR  # heavy (omegaconf, shapely): only pipelines that read text pay for it
+        try:
+            from rapidocr import RapidOCR  # heavy (omegaconf, shapely): only pipelines that read text pay for it
+        except ImportError as exc:
+            raise RecogniserError(f"text recognition is not installed: {exc}") from exc
 
         _quiet_rapidocr_logger()
         self._engine = RapidOCR(params=_engine_params(recognition, self.threads))
@@ -123,25 +139,39 @@ class Recogniser:
         """The detection and recognition models the engine runs (for tests and the validate tree)."""
         return Path(self._engine.cfg.Det.model_path), Path(self._engine.cfg.Rec.model_path)
 
-    def lines(self, crop: Image) -> list[TextLine]:
-        """Every line of text in ``crop``, with the recogniser's confidence (0..1)."""
+    def lines(self, crop: Image, min_aspect: float = 0.0) -> list[TextLine]:
+        """Every line of text in ``crop`` at least ``min_aspect`` times as wide as tall, with the recogniser's
+        confidence (0..1)."""
         if crop.ndim != 3 or crop.shape[0] < 2 or crop.shape[1] < 2:
             return []
-        scale = min(MAX_UPSCALE, MIN_SIDE / min(crop.shape[:2]))
+        scale = max(1.0, min(MAX_UPSCALE, MIN_SIDE / min(crop.shape[:2])))
         image = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else crop
         with self._lock:
-            output = self._engine(np.ascontiguousarray(image))
-        texts: Sequence[str] = getattr(output, "txts", None) or ()
-        scores: Sequence[float] = getattr(output, "scores", None) or ()
-        boxes = getattr(output, "boxes", None)
-        if boxes is None or not texts:
+            return self._read(np.ascontiguousarray(image), scale, min_aspect)
+
+    def _read(self, image: Image, scale: float, min_aspect: float) -> list[TextLine]:
+        from rapidocr.main import RapidOCRError
+        from rapidocr.utils.process_img import map_boxes_to_original
+
+        engine = self._engine
+        prepared, record = engine.preprocess_img(image)
+        try:  # RapidOCR's own steps, with the lines that cannot be text of interest dropped before recognition
+            cut, detected = engine.detect_and_crop(prepared, record)
+        except RapidOCRError:  # nothing detected
             return []
-        found = []
-        for text, score, quad in zip(texts, scores, boxes, strict=False):
-            xs, ys = np.asarray(quad)[:, 0] / max(scale, 1.0), np.asarray(quad)[:, 1] / max(scale, 1.0)
-            found.append(TextLine(str(text), float(score),
-                                  (float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()))))
-        return found
+        boxes = detected.boxes if detected.boxes is not None else np.zeros((0, 4, 2), np.float32)
+        keep = [index for index, quad in enumerate(boxes) if _aspect(quad) >= min_aspect]
+        if not keep:
+            return []
+        try:
+            recognised = engine.recognize_txt([cut[index] for index in keep])
+        except RapidOCRError:
+            return []
+        quads = map_boxes_to_original(boxes[keep], record, image.shape[0], image.shape[1]) / scale
+        return [TextLine(str(text), float(score), (float(quad[:, 0].min()), float(quad[:, 1].min()),
+                                                   float(quad[:, 0].max()), float(quad[:, 1].max())))
+                for text, score, quad in zip(recognised.txts or (), recognised.scores, quads, strict=False)
+                if str(text).strip()]
 
 
 _shared: dict[int, Recogniser] = {}

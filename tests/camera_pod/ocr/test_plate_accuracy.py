@@ -23,7 +23,6 @@ FRAMES = 6
 MIN_VISIT_ACCURACY = 0.9
 
 
-@pytest.mark.slow
 def test_voted_plates_are_exact_for_nine_visits_in_ten(plate_reader: TextReader,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     right_frames = frames = right_visits = 0

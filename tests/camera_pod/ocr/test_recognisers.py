@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -27,6 +28,7 @@ import requests
 from rapidocr.utils.download_file import DownloadFile
 requests.Session.request = refused
 DownloadFile.run = classmethod(refused)
+import cv2
 import numpy as np
 from camera_pod.ocr import recognisers
 from tests.fixtures import plates
@@ -100,3 +102,10 @@ def test_an_archive_model_with_its_dictionary_is_loaded_the_same_way(tmp_path: P
     car = plates.render_car_with_plate_at(image, 150, 150, 360, "Ford", "Sedan", "KL 482 TX", plates.random_style(rng))
     assert "KL482TX" in {plates.plate_value(line.text) for line in reader.lines(scenes.crop(image,
                                                                                              car.car.frontal_box))}
+
+
+def test_lines_too_narrow_for_the_wanted_text_are_not_recognised(recogniser: recognisers.Recogniser) -> None:
+    image = np.full((120, 300, 3), 235, np.uint8)
+    cv2.putText(image, "8", (130, 95), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (20, 20, 20), 6, cv2.LINE_AA)
+    assert [line.text for line in recogniser.lines(image)] == ["8"]
+    assert recogniser.lines(image, min_aspect=2.0) == []  # (what a 4-character minimum asks: 0.5 x 4)
