@@ -19,6 +19,7 @@ from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.ocr import recognisers
 from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
+from camera_pod.visits import VisitDecision, VisitTracker
 from tests.fixtures import plates, scenes
 
 PLATE_OCR = {"type": "ocr", "modelId": "plate_ocr", "triggerClasses": ["Frontal"], "minConfidence": 0.5,
@@ -179,3 +180,36 @@ def test_no_plate_is_no_text_and_an_empty_column(plated: LoadedArchive) -> None:
     assert "license_plate" not in result.classified_fields()
     assert result.all_nodes()["plate_ocr"].fields() == {"text": None, "confidence": None, "license_plate": None}
     assert [row["license_character"] for row in sink.rows] == [""]
+
+
+CLIP = [("Toyota", "Sedan", (40, 40, 200), "KL 482 TX"), ("Ford", "Pickup", (235, 235, 235), "7ABC123"),
+        ("BMW", "SUV", (30, 30, 30), "AB12 CDE")]
+
+
+def test_each_visit_of_a_plated_clip_carries_its_plate_into_the_event_and_the_row(plated: LoadedArchive) -> None:
+    """The pod's path: every frame through the pipeline (no writes) and the visit tracker; each announcement's
+    best frame through the pipeline again with the visit's voted plate, writing the row."""
+    frames, truth = plates.plated_clip(CLIP)
+    tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
+    sink = _Recorder()
+    engine = PipelineEngine(plated, sink)
+    decisions: list[VisitDecision] = []
+
+    async def replay() -> None:
+        for index, image in enumerate(frames):
+            result = await engine.process(image, FrameContext("d;c", "d"), act=False)
+            for decision in tracker.observe(result, image, captured_at=index * 0.1):
+                decisions.append(decision)
+                if not decision.update:
+                    await engine.process(decision.image, FrameContext("d;c", "d", reads=decision.reads))
+
+    try:
+        asyncio.run(replay())
+    finally:
+        engine.close()
+    last_by_visit = {decision.visit_id: decision.fields for decision in decisions}
+    assert [fields.get("license_plate") for fields in last_by_visit.values()] == [car.value for car in truth]
+    first_by_visit = [decision for decision in decisions if not decision.update]
+    assert [decision.fields.get("license_plate") for decision in first_by_visit] == [car.value for car in truth]
+    assert all(float(decision.fields["license_plate_confidence"]) >= 0.8 for decision in first_by_visit)
+    assert [row["license_character"] for row in sink.rows] == [car.value for car in truth]
