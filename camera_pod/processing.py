@@ -7,7 +7,7 @@ caller's: the pod queues them for the broker, the command prints them.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -17,6 +17,7 @@ import numpy as np
 from camera_pod.gating import ChangeGate, GateSettings
 from camera_pod.inference.models import Image
 from camera_pod.mpta.loading import LoadedArchive
+from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline.engine import FrameContext
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.pipeline.reuse import ClassificationReuse
@@ -92,9 +93,9 @@ class DisplayProcessor:
     def display_id(self) -> str:
         return self.identifier.split(";", 1)[0]
 
-    def context(self, captured_at: float) -> FrameContext:
+    def context(self, captured_at: float, reads: Mapping[str, TextRead] | None = None) -> FrameContext:
         return FrameContext(camera_id=self.identifier, display_id=self.display_id,
-                            captured_at=datetime.fromtimestamp(captured_at, UTC))
+                            captured_at=datetime.fromtimestamp(captured_at, UTC), reads=reads or {})
 
     async def process(self, engine: Engine, visits: VisitTracker | None, image: Image, captured_at: float,
                       *, share: Hashable | None = None) -> Processed:
@@ -124,7 +125,9 @@ class DisplayProcessor:
         return Processed(result, announcements=tuple(announcements))
 
     async def _announce(self, engine: Engine, decision: VisitDecision) -> Announcement:
-        """A visit's first announcement writes (Redis image, PostgreSQL row) from its best frame; updates do not."""
+        """A visit's first announcement writes (Redis image, PostgreSQL row) from its best frame, with the visit's
+        voted texts (its plate) rather than that frame's own reads; updates do not."""
         if decision.update or not self.write:
             return Announcement(decision, None)
-        return Announcement(decision, await engine.process(decision.image, self.context(decision.captured_at)))
+        context = self.context(decision.captured_at, decision.reads)
+        return Announcement(decision, await engine.process(decision.image, context))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from camera_pod.inference.detections import Box, BoxXYXY, Detections
 from camera_pod.inference.models import Image
-from camera_pod.ocr.reading import TextRead
+from camera_pod.ocr.reading import NOTHING, TextRead
 from camera_pod.pipeline.results import FrameResult, confidence_field
 from camera_pod.tracking import ObjectTracker
 
@@ -199,7 +199,7 @@ class VisitDecision:
     image: Image  # the best frame of the visit so far (the one the actions write)
     captured_at: float
     update: bool  # the visit was announced before with other values
-    reads: dict[str, TextRead] = field(default_factory=dict)  # the voted texts, by node: what the actions write
+    reads: dict[str, TextRead] = field(default_factory=dict)  # the voted texts by node (NOTHING: no majority)
 
 
 def is_truncated(box: Box, width: int, height: int, margin: int | None = None) -> bool:
@@ -410,8 +410,10 @@ class VisitTracker:
                 return []
         update = visit.announced is not None
         visit.announced = dict(answer)
-        voted = {visit.text_nodes[name]: TextRead(value, visit.reads[name][value].confidence, value)
-                 for name, value in texts.items() if name in visit.text_nodes}
+        # What the visit's write uses for each text node that read anything: the voted text, or nothing (no
+        # majority: the row says what the event says, not what the best frame alone reads).
+        voted = {node: TextRead(texts[name], visit.reads[name][texts[name]].confidence, texts[name])
+                 if name in texts else NOTHING for name, node in visit.text_nodes.items()}
         return [VisitDecision(visit.id, {**answer, **visit.text_confidences(texts)}, visit.best_image,
                               visit.best_captured_at, update, voted)]
 

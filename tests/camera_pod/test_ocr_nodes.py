@@ -19,7 +19,8 @@ from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.ocr import recognisers
 from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
-from camera_pod.visits import VisitDecision, VisitTracker
+from camera_pod.processing import Announcement, DisplayProcessor
+from camera_pod.visits import VisitTracker
 from tests.fixtures import plates, scenes
 
 PLATE_OCR = {"type": "ocr", "modelId": "plate_ocr", "triggerClasses": ["Frontal"], "minConfidence": 0.5,
@@ -187,29 +188,30 @@ CLIP = [("Toyota", "Sedan", (40, 40, 200), "KL 482 TX"), ("Ford", "Pickup", (235
 
 
 def test_each_visit_of_a_plated_clip_carries_its_plate_into_the_event_and_the_row(plated: LoadedArchive) -> None:
-    """The pod's path: every frame through the pipeline (no writes) and the visit tracker; each announcement's
-    best frame through the pipeline again with the visit's voted plate, writing the row."""
+    """The pod's path (``DisplayProcessor``: no change gate here, every frame runs): every frame through the
+    pipeline and the visit tracker; each announcement's best frame through the pipeline again with the visit's
+    voted plate, writing the row."""
     frames, truth = plates.plated_clip(CLIP)
     tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
     sink = _Recorder()
     engine = PipelineEngine(plated, sink)
-    decisions: list[VisitDecision] = []
+    processor = DisplayProcessor("d;c")
+    announced: list[Announcement] = []
 
     async def replay() -> None:
         for index, image in enumerate(frames):
-            result = await engine.process(image, FrameContext("d;c", "d"), act=False)
-            for decision in tracker.observe(result, image, captured_at=index * 0.1):
-                decisions.append(decision)
-                if not decision.update:
-                    await engine.process(decision.image, FrameContext("d;c", "d", reads=decision.reads))
+            announced.extend((await processor.process(engine, tracker, image, index * 0.1)).announcements)
 
     try:
         asyncio.run(replay())
     finally:
         engine.close()
-    last_by_visit = {decision.visit_id: decision.fields for decision in decisions}
+    last_by_visit = {announcement.decision.visit_id: announcement.decision.fields for announcement in announced}
     assert [fields.get("license_plate") for fields in last_by_visit.values()] == [car.value for car in truth]
-    first_by_visit = [decision for decision in decisions if not decision.update]
-    assert [decision.fields.get("license_plate") for decision in first_by_visit] == [car.value for car in truth]
-    assert all(float(decision.fields["license_plate_confidence"]) >= 0.8 for decision in first_by_visit)
+    first = [announcement for announcement in announced if not announcement.decision.update]
+    assert [announcement.decision.fields.get("license_plate") for announcement in first] == [
+        car.value for car in truth]
+    assert all(float(announcement.decision.fields["license_plate_confidence"]) >= 0.8 for announcement in first)
     assert [row["license_character"] for row in sink.rows] == [car.value for car in truth]
+    assert all("plate_ocr" not in announcement.written.timings_ms for announcement in first  # the vote, not
+               if announcement.written is not None)  # the best frame's own read

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from camera_pod.inference.detections import Box, Classification, Detections
-from camera_pod.ocr.reading import TextRead
+from camera_pod.ocr.reading import NOTHING, TextRead
 from camera_pod.pipeline.results import FrameResult, NodeResult
 from camera_pod.visits import AnnouncedVisit, VisitDecision, VisitTracker
 
@@ -66,6 +66,7 @@ def test_no_majority_is_no_plate_until_one_appears_then_an_update() -> None:
                                                      ("AB123CD", 0.9), (None, 0.0)])
     assert [(at, decision.update, decision.fields.get("license_plate")) for at, decision in decisions] == [
         (2, False, None), (4, True, "AB123CD")]  # the update needs no agreeing frames of the classes
+    assert decisions[0][1].reads == {"plate_ocr": NOTHING}  # the visit's write says no plate, as its event
 
 
 def test_an_announced_plate_stays_until_another_outweighs_it() -> None:
