@@ -19,6 +19,7 @@ from typing import NoReturn
 
 import uvicorn
 
+from camera_pod import allocator
 from camera_pod.http_api import build_app
 from camera_pod.runtime import CameraPod
 from camera_pod.settings import PodSettings
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("DETECTOR_POD_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("DETECTOR_POD_PORT", "0")))
     args = parser.parse_args(argv)
+    allocator.limit_arenas()  # before any of the pod's threads start
     os.environ.setdefault("YOLO_OFFLINE", "1")
     settings = PodSettings()
     logs.configure(settings.log_level, settings.log_format)
