@@ -5,16 +5,18 @@ backend WebSocket → broker (``detector run --runner kubernetes``: ``build_app`
 → ``tests.support.kubelet`` starts the Pod's container as ``python -P -m camera_pod`` with the manifest's
 environment → the camera pod streams RTSP (GStreamer serving tests/fixtures/media/cars.mp4), runs the
 fixture .mpta (fetched over HTTP) and sends detections to the broker → ``imageDetection`` to the backend,
-``/camera/{id}/image`` through the pod IP in the resource's status, fps in the status from /healthz. Then an
-empty subscription list deletes the resource and the Secret, the emulated garbage collector deletes the
-orphaned Pod and the kubelet stops the process.
+``/camera/{id}/image`` through the pod IP in the resource's status, fps in the status from /healthz. A crop
+change keeps the Pod (name, uid) and its process; another stream URL is a new resource and a new Pod (name,
+uid), started once the old one is gone. Then an empty subscription list deletes the resource and the Secret,
+the emulated garbage collector deletes the orphaned Pod and the kubelet stops the process.
 
 kmock limits designed around here (see also tests/support/kube.py and test_operator_kmock.py):
 - it generates no uid, resourceVersion or creationTimestamp, and the broker creates its resources without
   them (as it should: the API server fills them in). Kopf's JSON-patches ``test`` metadata.resourceVersion,
-  and the operator's owner references need the uid, so ``ApiServer`` adds the three to every created
-  object. Versions never advance after that (see ``ApiServer`` for why), so Kopf's optimistic-concurrency
-  tests always pass and it may handle one creation more than once (``reconcile`` is idempotent);
+  and the operator's owner references need the uid, so ``ApiServer`` (tests/support/apiserver.py) adds the
+  three to every created object (a Pod replaced by another of the same name would have another uid). Versions
+  never advance after that (see ``ApiServer`` for why), so Kopf's optimistic-concurrency tests always pass
+  and it may handle one creation more than once (``reconcile`` is idempotent);
 - no scheduler, kubelet or garbage collector: ``Kubelet`` runs Pods, ``collect_garbage`` deletes Pods whose
   owner is gone; deletion is immediate (no graceful deletion with a deletionTimestamp on Pods);
 - label selectors are ignored (the broker and the operator filter by label themselves).
@@ -29,20 +31,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import http.server
 import json
 import sys
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp.web
 import cv2
 import httpx
 import kmock
@@ -61,6 +60,7 @@ from detector.contract.environment import BROKER_URL_ENV, POD_NAME_ENV, STREAM_U
 from detector_operator.manifests import PodDefaults
 from tests.conftest import POSTGRES_DSN
 from tests.support import embedded, kube
+from tests.support.apiserver import ApiServer
 from tests.support.embedded import VIDEO, VISITS, Backend
 from tests.support.kubelet import Kubelet, host_path
 from tests.support.operator_harness import running_operator
@@ -79,24 +79,6 @@ IMAGE_ENV = {"PATH": host_path(), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTEC
              "YOLO_OFFLINE": "1", "ULTRALYTICS_SAFE_LOAD": "1", "YOLO_CONFIG_DIR": "/tmp/ultralytics",
              "MPLCONFIGDIR": "/tmp/matplotlib", "DETECTOR_CACHE_DIR": "/var/cache/detector",
              "DETECTOR_LOG_FORMAT": "json"}
-
-
-class ApiServer(kmock.KubernetesEmulator):
-    """kmock plus what a real API server adds to every object it creates: uid, resourceVersion, creation time.
-
-    The body is amended before kmock stores it, so the watch events carry them too. The version never
-    advances: kmock answers a failed JSON-patch ``test`` with a 500 (not a 422), on which Kopf retries the
-    same stale patch instead of re-reading the object, so advancing versions would wedge the operator.
-    """
-
-    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
-        if request.resource is not None and request.action == kmock.action.CREATE and isinstance(request.data, dict):
-            metadata = request.data.setdefault("metadata", {})
-            metadata.setdefault("uid", str(uuid.uuid4()))
-            metadata.setdefault("resourceVersion", "1")
-            metadata.setdefault("creationTimestamp",
-                                datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        return await super()._handle(request)
 
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.kmock(cls=ApiServer)]
@@ -322,6 +304,8 @@ async def test_a_subscription_runs_as_a_camera_pod_in_the_cluster_and_stops_with
             assert status["conditions"][0]["type"] == "Ready" and status["conditions"][0]["status"] == "True"
             assert status.get("lastError") is None  # a merge-patched null removes the key
 
+            name, pod_name = await crop_then_stream_change(cluster, backend, kubelet, subscription, name, pod_name)
+
             # An empty list: the resource and its Secret go; the GC takes the Pod; the kubelet stops it.
             await backend.send({"type": "setSubscriptionList", "subscriptions": []})
             await until(lambda: not cluster.live(CR) and secret_name(name) not in cluster.live(SECRETS), 15,
@@ -334,3 +318,36 @@ async def test_a_subscription_runs_as_a_camera_pod_in_the_cluster_and_stops_with
             await backend.until(lambda: backend.online() == {}, 5)
     finally:
         await backend.socket.close()
+
+
+async def crop_then_stream_change(cluster: Cluster, backend: Backend, kubelet: Kubelet, subscription: dict[str, Any],
+                                  name: str, pod_name: str) -> tuple[str, str]:
+    """A crop change patches the resource and reaches the running pod live: the same Pod (name and uid) and
+    the same process. Another stream URL is another camera: a new resource and a new Pod (name and uid), whose
+    process the kubelet starts once the old Pod is gone, ready once it streams. Returns the new resource's and
+    Pod's names."""
+    uid = cluster.live(PODS)[pod_name]["metadata"]["uid"]
+    process = kubelet.containers[pod_name].process
+    cropped = {**subscription, "cropX1": 0, "cropY1": 0, "cropX2": 320, "cropY2": 240}
+    await backend.send({"type": "setSubscriptionList", "subscriptions": [cropped]})
+    await until(lambda: cluster.live(CR)[name]["spec"]["subscriptions"][0].get("crop")
+                == {"x1": 0, "y1": 0, "x2": 320, "y2": 240}, 10, "the crop in the resource", kubelet)
+    await asyncio.sleep(4 * STATUS_INTERVAL_S)  # the operator's status timer and the kubelet's sync run meanwhile
+    assert {n: pod["metadata"]["uid"] for n, pod in cluster.live(PODS).items()} == {pod_name: uid}
+    assert kubelet.containers[pod_name].process is process and process.poll() is None, "the same process"
+
+    moved = {**cropped, "rtspUrl": cropped["rtspUrl"].replace("127.0.0.1", "localhost")}
+    await backend.send({"type": "setSubscriptionList", "subscriptions": [moved]})
+    resources = await until(lambda: name not in (live := cluster.live(CR)) and live, 15,
+                            "the new resource, the old one deleted", kubelet)
+    ((moved_name, _),) = resources.items()
+    assert await cluster.collect_garbage() == [pod_name]
+    stopped = await until(lambda: kubelet.exited.get(pod_name), 20, "the old process stopped", kubelet)
+    assert stopped.exit_code == 0, stopped.log_tail()
+    ((moved_pod, manifest),) = (await until(lambda: cluster.live(PODS), 15, "the new Pod", kubelet)).items()
+    assert moved_pod != pod_name and manifest["metadata"]["uid"] not in (uid, None), "a new Pod"
+    container = await until(lambda: kubelet.containers.get(moved_pod), 20, "the new Pod's process", kubelet)
+    assert container.environment[STREAM_URL_ENV] == moved["rtspUrl"]
+    await until(lambda: container.ready, 60, "the new Pod ready (streaming from the new URL)", kubelet)
+    return moved_name, moved_pod
+

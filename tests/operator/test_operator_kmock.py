@@ -2,18 +2,26 @@
 
 kmock limits designed around (not hidden): resources are registered for discovery; `v1/namespaces` must be
 discoverable but is never listed (scanning disabled: kmock cannot serve GET /api/v1/namespaces); no uid or
-creationTimestamp is generated (seeded here); label selectors are ignored (the operator filters by label
-too); there is no scheduler or kubelet (the test writes pod status); there is no garbage collector (the
-test asserts owner references and deletes owned pods itself, as the cluster's GC would).
+creationTimestamp is generated (``ApiServer`` fills them in on creation, as an API server does: a pod
+replaced by another of the same name gets another uid); label selectors are ignored (the operator filters
+by label too); there is no scheduler or kubelet (the test writes pod status); there is no garbage collector
+(the test asserts owner references and deletes owned pods itself, as the cluster's GC would).
+
+kmock serves from the test's own event loop, which also runs the operator: the blocking ``kubernetes``
+client is called from threads only (``asyncio.to_thread``), or nothing answers it. A test that restarts the
+operator drops the client's kept-alive connections in between (``Api.operator`` says why), or its next
+calls on them wait for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,13 +31,15 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from detector_operator.manifests import PodDefaults, StateVolume
+from detector_operator.manifests import SUBSCRIPTION_LABEL, PodDefaults, StateVolume
 from detector_operator.rolling import RollBudget
+from detector_operator.settings import OperatorSettings
 from tests.operator.test_manifests import SPEC
 from tests.support import kube
+from tests.support.apiserver import ApiServer
 from tests.support.operator_harness import HealthEndpoint, running_operator
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow, pytest.mark.kmock(cls=ApiServer)]
 GROUP, VERSION, PLURAL = "detector.gasstation.dev", "v1", "camerasubscriptions"
 NS = "detectors"
 UID = "5f0c7a1e-0000-4000-8000-000000000001"
@@ -52,21 +62,29 @@ class Api:
     """What a user (kubectl), the kubelet and the garbage collector do, through the emulated API server.
 
     The client blocks and the emulator serves from this test's event loop: call it only from threads.
+    The operator is given the same client.
     """
 
     def __init__(self, emulator: kmock.KubernetesEmulator, health_port: int) -> None:
         self.emulator, self.url, self.health_port = emulator, str(emulator.url).rstrip("/"), health_port
-        client = k8s.ApiClient(k8s.Configuration(host=self.url))
-        self.core = k8s.CoreV1Api(client)
-        self.custom = k8s.CustomObjectsApi(client)
+        self.client = k8s.ApiClient(k8s.Configuration(host=self.url))
+        self.core = k8s.CoreV1Api(self.client)
+        self.custom = k8s.CustomObjectsApi(self.client)
 
     @contextlib.asynccontextmanager
     async def operator(self, defaults: PodDefaults | None = None, rolls: RollBudget | None = None,
                        ) -> AsyncIterator[None]:
-        async with running_operator(self.url, self.core, defaults or PodDefaults(gpu=1), namespace=NS,
-                                    pod_http_port=self.health_port, status_interval_s=STATUS_INTERVAL_S,
-                                    rolls=rolls):
-            yield
+        try:
+            async with running_operator(self.url, self.core, defaults or PodDefaults(gpu=1), namespace=NS,
+                                        pod_http_port=self.health_port, status_interval_s=STATUS_INTERVAL_S,
+                                        rolls=rolls):
+                yield
+        finally:
+            # On stop Kopf cancels every task created since it started, the emulator's handlers of the
+            # keep-alive connections opened meanwhile too: their sockets stay open but nothing reads them,
+            # and a request sent on one is never answered (the client has no read timeout: it waits for
+            # ever). Such connections are dropped here, before anything (a next operator) reuses them.
+            self.client.rest_client.pool_manager.clear()
 
     async def create(self, spec: dict[str, Any], name: str = "cam-001", uid: str = UID) -> None:
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CameraSubscription",
@@ -92,9 +110,13 @@ class Api:
             raise
         return True
 
-    def status(self) -> dict[str, Any]:
+    def resource(self, name: str = "cam-001") -> dict[str, Any]:
+        found: Any = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+        return dict(found)
+
+    def status(self, name: str = "cam-001") -> dict[str, Any]:
         try:
-            found = self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "cam-001")
+            found = self.resource(name)
         except ApiException:
             return {}
         return dict(found.get("status") or {})
@@ -193,25 +215,36 @@ async def test_a_spec_change_replaces_the_pod_once_the_new_one_is_ready(api: Api
         assert status["observedGeneration"] == 2
 
 
-async def test_a_display_change_keeps_the_pod_and_a_stream_change_rolls_it(api: Api) -> None:
-    """Display subscriptions reach the running pod live (through the broker): the pod keeps its name and uid."""
+async def test_a_crop_change_keeps_the_pod_and_a_stream_url_change_rolls_it(api: Api) -> None:
+    """Display subscriptions reach the running pod live (through the broker): a crop change patches the
+    resource only, the pod keeps its name and uid; another stream URL (Secret) is a new pod, name and uid."""
     async with api.operator():
         await api.create(SPEC)
         ((first, manifest),) = (await until(lambda: api.pods())).items()
+        uid = manifest["metadata"]["uid"]
         await api.set_pod_status(first, running())
         await until(lambda: api.status().get("phase") == "Running")
+
         display = {**SPEC["subscriptions"][0], "crop": {"x1": 0, "y1": 0, "x2": 64, "y2": 64}}
-        await api.change({**SPEC, "subscriptions": [display]}, generation=2)
+        cropped = {**SPEC, "subscriptions": [display, SPEC["subscriptions"][1]]}
+        await api.change(cropped, generation=2)
         await until(lambda: api.status().get("observedGeneration") == 2)
         await asyncio.sleep(4 * STATUS_INTERVAL_S)
+        assert (await asyncio.to_thread(api.resource))["spec"]["subscriptions"][0]["crop"] == display["crop"]
         pods = await asyncio.to_thread(api.pods)
-        assert list(pods) == [first], "the same pod (kmock gives pods no uid: the name is what identifies it)"
-        assert pods[first]["spec"] == manifest["spec"], "not replaced by another of the same name"
+        assert list(pods) == [first] and pods[first]["metadata"]["uid"] == uid, "the same pod: name and uid"
+        assert pods[first]["spec"] == manifest["spec"]
 
-        await api.change({**SPEC, "subscriptions": [display], "stream": {**SPEC["stream"], "kind": "snapshot",
-                                                                         "snapshotIntervalMs": 500}}, generation=3)
+        moved = {**cropped, "stream": {**SPEC["stream"], "urlSecretRef": {"name": "cam-001-url-2", "key": "url"}}}
+        await api.change(moved, generation=3)
         pods = await until(lambda: len(api.pods()) == 2 and api.pods())
-        assert first in pods, "a stream change rolls the pod: a new one beside the old until it is ready"
+        (second,) = set(pods) - {first}
+        assert pods[second]["metadata"]["uid"] not in (uid, None), "a new pod"
+        assert pods[first]["metadata"]["uid"] == uid, "the old pod serves until the new one is ready"
+        assert {"name": "DETECTOR_STREAM_URL", "valueFrom": {"secretKeyRef": {"name": "cam-001-url-2", "key": "url"}}} \
+            in pods[second]["spec"]["containers"][0]["env"]
+        await api.set_pod_status(second, running())
+        await until(lambda: set(api.pods()) == {second})
 
 
 async def test_pod_failures_show_in_status_with_the_reason(api: Api) -> None:
@@ -289,3 +322,77 @@ async def test_the_state_claim_is_created_once_and_outlives_a_pod_replacement(ap
         status = await until(lambda: api.status().get("pod") == second and api.status().get("phase") == "Running"
                              and api.status())
         assert status["observedGeneration"] == 2
+
+
+ROLLED_IMAGE = "registry.example/camera:2"
+
+
+@pytest.mark.timeout(90)
+async def test_a_new_camera_image_rolls_no_more_pods_at_once_than_the_limit(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator restarted with another camera image (its settings, from the chart's environment): every
+    resource gets a pod of the new revision, at most DETECTOR_MAX_CONCURRENT_ROLLS of them mid-roll at once
+    (a new pod beside the old one, until the new one is ready), and all end on the new image."""
+    names = [f"cam-{index:03d}" for index in range(1, 7)]
+    monkeypatch.setenv("DETECTOR_CAMERA_IMAGE", "registry.example/camera:1")
+    monkeypatch.setenv("DETECTOR_MAX_CONCURRENT_ROLLS", "2")
+    settings = OperatorSettings()
+
+    async with api.operator(settings.pod_defaults(), RollBudget(limit=settings.max_concurrent_rolls)):
+        for name in names:
+            await api.create({**SPEC, "camera": name}, name=name, uid=str(uuid.uuid4()))
+        old = await until(lambda: len(api.pods()) == len(names) and api.pods())
+        for pod in old:
+            await api.set_pod_status(pod, running())
+        await until(lambda: all(api.status(name).get("phase") == "Running" for name in names))
+
+    monkeypatch.setenv("DETECTOR_CAMERA_IMAGE", ROLLED_IMAGE)
+    settings = OperatorSettings()
+    async with api.operator(settings.pod_defaults(), RollBudget(limit=settings.max_concurrent_rolls)):
+        most = await run_new_pods(api, len(names), ready_after_s=3 * STATUS_INTERVAL_S)
+        await until(lambda: all(api.status(name).get("pod") in api.pods() and api.status(name).get("phase")
+                                == "Running" for name in names))
+    assert most == 2, "never more than the limit mid-roll, and the limit used"
+    assert most_mid_roll(kube.writes(api.emulator)) == 2, "every write counted, not only sampled"
+    pods = await asyncio.to_thread(api.pods)
+    assert sorted(pod["metadata"]["labels"][SUBSCRIPTION_LABEL] for pod in pods.values()) == names
+    assert {pod["spec"]["containers"][0]["image"] for pod in pods.values()} == {ROLLED_IMAGE}
+
+
+def subscription_of(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["labels"][SUBSCRIPTION_LABEL])
+
+
+async def run_new_pods(api: Api, resources: int, ready_after_s: float, timeout: float = 60) -> int:
+    """The kubelet: each pod of the new image turns Running and ready ``ready_after_s`` after it appears,
+    until every resource runs one such pod and nothing else. Returns the most resources seen mid-roll."""
+    appeared: dict[str, float] = {}
+    most, deadline = 0, time.monotonic() + timeout
+    while True:
+        pods = await asyncio.to_thread(api.pods)
+        per_resource = collections.Counter(subscription_of(pod) for pod in pods.values())
+        most = max(most, sum(count > 1 for count in per_resource.values()))
+        new = [name for name, pod in pods.items() if pod["spec"]["containers"][0]["image"] == ROLLED_IMAGE]
+        if len(new) == len(pods) == resources and all(pods[name].get("status") for name in new):
+            return most
+        for name in new:
+            if time.monotonic() - appeared.setdefault(name, time.monotonic()) > ready_after_s \
+                    and not pods[name].get("status"):
+                await api.set_pod_status(name, running())
+        assert time.monotonic() < deadline, f"the roll did not end: {sorted(pods)}"
+        await asyncio.sleep(0.1)
+
+
+def most_mid_roll(writes: list[kube.Write]) -> int:
+    """The most resources with more than one pod at once, replaying every pod creation and deletion."""
+    owners: dict[str, str] = {}
+    most = 0
+    for write in writes:
+        if write.plural != "pods" or write.name is None or write.method not in ("POST", "DELETE"):
+            continue
+        if write.method == "POST":
+            owners[write.name] = subscription_of(write.body)
+        else:
+            owners.pop(write.name, None)
+        most = max(most, sum(count > 1 for count in collections.Counter(owners.values()).values()))
+    return most
