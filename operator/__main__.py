@@ -36,7 +36,8 @@ async def run(settings: OperatorSettings) -> None:
     kopf_settings.scanning.disabled = True
     async with httpx.AsyncClient(timeout=httpx.Timeout(3.0)) as http:
         context = handlers.OperatorContext(core=_core_api(), defaults=settings.pod_defaults(), http=http,
-                                           rolls=RollBudget(limit=settings.max_concurrent_rolls))
+                                           rolls=RollBudget(limit=settings.max_concurrent_rolls),
+                                           namespace=settings.namespace)
         await kopf.operator(
             registry=registry, settings=kopf_settings, namespaces=[settings.namespace], memo=kopf.Memo(context=context),
             peering_name=settings.peering, priority=settings.peering_priority,

@@ -35,7 +35,7 @@ from . import kube
 from .health import read_health
 from .manifests import PodDefaults, build_claim, build_pod
 from .pod_status import PodView, stale_pods, summarize
-from .rolling import RollBudget
+from .rolling import RollBudget, rolls_under_way
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class OperatorContext:
     http: httpx.AsyncClient
     pod_http_port: int = POD_HTTP_PORT
     rolls: RollBudget = field(default_factory=RollBudget)
+    namespace: str | None = None  # the one the operator watches (for the start-up scan)
 
 
 def revision_of(spec: CameraSubscriptionSpec, defaults: PodDefaults) -> str:
@@ -95,6 +96,8 @@ async def _converge(context: OperatorContext, name: str, namespace: str, uid: st
         return serving, None
     if current is not None and not older:
         context.rolls.release(roll)
+    elif current is not None:
+        context.rolls.adopt(roll)
     replaced = None
     if current is not None and current.phase in ("Failed", "Succeeded"):
         # Evicted or lost with its node: a pod never comes back from these phases; replace it.
@@ -175,8 +178,22 @@ async def refresh_status(spec: kopf.Spec, name: str, namespace: str | None, uid:
         patch.status.update(fresh.model_dump(mode="json"))
 
 
+async def adopt_rolls_under_way(memo: kopf.Memo, **kwargs: Any) -> None:
+    """Before any resource resumes: rolls an earlier operator started count against the limit (else a restart
+    mid-roll would start ``limit`` more on top of them)."""
+    context: OperatorContext = memo.context
+    if context.namespace is None:
+        return
+    pods = await asyncio.to_thread(kube.camera_pods, context.core, context.namespace)
+    for key in sorted(rolls_under_way(pods)):
+        context.rolls.adopt(key)
+    if context.rolls.in_progress:
+        log.info("%d camera pod rolls under way", context.rolls.in_progress)
+
+
 def register(registry: kopf.OperatorRegistry, *, status_interval_s: float = 10.0) -> None:
     resource = (GROUP, VERSION, PLURAL)
+    kopf.on.startup(registry=registry)(adopt_rolls_under_way)
     kopf.on.create(*resource, registry=registry)(reconcile)
     kopf.on.resume(*resource, registry=registry)(reconcile)
     kopf.on.update(*resource, field="spec", registry=registry)(reconcile)

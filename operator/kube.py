@@ -46,6 +46,14 @@ def pods_of(core: k8s.CoreV1Api, namespace: str, subscription: str) -> list[dict
     return sorted(mine, key=lambda item: item["metadata"].get("creationTimestamp") or "")
 
 
+def camera_pods(core: k8s.CoreV1Api, namespace: str) -> list[dict[str, Any]]:
+    """Every camera pod of the namespace, as plain JSON."""
+    response = core.list_namespaced_pod(namespace, label_selector=f"{SUBSCRIPTION_LABEL}",
+                                        _preload_content=False)
+    items: list[dict[str, Any]] = json.loads(_raw_body(response)).get("items", [])
+    return [item for item in items if SUBSCRIPTION_LABEL in (item["metadata"].get("labels") or {})]
+
+
 def _raw_body(response: object) -> bytes:
     """The body of a call made with ``_preload_content=False``: the client then returns the raw urllib3
     response, whatever the method's annotation says."""

@@ -20,6 +20,7 @@ from detector.contract.environment import (
 CACHE_MOUNT = "/var/cache/detector"
 STATE_MOUNT = "/var/lib/detector/state"
 SUBSCRIPTION_LABEL = "detector.gasstation.dev/subscription"
+REVISION_LABEL = "detector.gasstation.dev/revision"
 POD_USER = 10001  # the camera image's user (Dockerfile.camera)
 
 StateVolumeType = Literal["emptyDir", "persistentVolumeClaim", "hostPath"]
@@ -202,7 +203,7 @@ def build_pod(name: str, namespace: str, uid: str, spec: CameraSubscriptionSpec,
         "metadata": {
             "name": f"{name}-{revision}", "namespace": namespace,
             "labels": {"app.kubernetes.io/name": "camera-pod", "app.kubernetes.io/part-of": "camera-detector",
-                       SUBSCRIPTION_LABEL: name, "detector.gasstation.dev/revision": revision},
+                       SUBSCRIPTION_LABEL: name, REVISION_LABEL: revision},
             "ownerReferences": [owner_reference(name, uid)],
         },
         "spec": pod_spec,

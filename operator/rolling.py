@@ -4,13 +4,31 @@ A change of what every camera pod is given (the operator's image, resources, GPU
 restart every resource resumes with a new pod revision) would otherwise replace every camera at the same
 moment. A replacement ("roll") starts only while fewer than ``limit`` are in progress; the others keep
 their running pod and try again on the next status tick. A roll ends when its old pods are gone; one that
-has not ended after ``stale_s`` (its resource deleted mid-roll, say) stops counting.
+has not ended after ``stale_s`` (its resource deleted mid-roll, say) stops counting. Rolls found under way
+(an operator restarted mid-roll) count from the start: ``rolls_under_way`` reads them off the pods.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from .manifests import REVISION_LABEL, SUBSCRIPTION_LABEL
+
+
+def rolls_under_way(pods: Iterable[dict[str, Any]]) -> set[str]:
+    """``namespace/name`` of every CameraSubscription with live pods of more than one revision."""
+    revisions: dict[str, set[str]] = {}
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        labels = metadata.get("labels") or {}
+        if metadata.get("deletionTimestamp") or SUBSCRIPTION_LABEL not in labels:
+            continue  # a pod already going ends no roll by itself and starts none
+        key = f"{metadata.get('namespace')}/{labels[SUBSCRIPTION_LABEL]}"
+        revisions.setdefault(key, set()).add(labels.get(REVISION_LABEL, metadata.get("name", "")))
+    return {key for key, seen in revisions.items() if len(seen) > 1}
 
 
 @dataclass
@@ -30,6 +48,10 @@ class RollBudget:
             return False
         self._started[key] = now
         return True
+
+    def adopt(self, key: str, now: float | None = None) -> None:
+        """A roll already under way counts, whatever the limit (it cannot be undone, only finished)."""
+        self._started.setdefault(key, time.monotonic() if now is None else now)
 
     def release(self, key: str) -> None:
         self._started.pop(key, None)

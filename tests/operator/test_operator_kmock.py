@@ -333,19 +333,7 @@ async def test_a_new_camera_image_rolls_no_more_pods_at_once_than_the_limit(
     """The operator restarted with another camera image (its settings, from the chart's environment): every
     resource gets a pod of the new revision, at most DETECTOR_MAX_CONCURRENT_ROLLS of them mid-roll at once
     (a new pod beside the old one, until the new one is ready), and all end on the new image."""
-    names = [f"cam-{index:03d}" for index in range(1, 7)]
-    monkeypatch.setenv("DETECTOR_CAMERA_IMAGE", "registry.example/camera:1")
-    monkeypatch.setenv("DETECTOR_MAX_CONCURRENT_ROLLS", "2")
-    settings = OperatorSettings()
-
-    async with api.operator(settings.pod_defaults(), RollBudget(limit=settings.max_concurrent_rolls)):
-        for name in names:
-            await api.create({**SPEC, "camera": name}, name=name, uid=str(uuid.uuid4()))
-        old = await until(lambda: len(api.pods()) == len(names) and api.pods())
-        for pod in old:
-            await api.set_pod_status(pod, running())
-        await until(lambda: all(api.status(name).get("phase") == "Running" for name in names))
-
+    names = await six_cameras_on_a_first_image(api, monkeypatch)
     monkeypatch.setenv("DETECTOR_CAMERA_IMAGE", ROLLED_IMAGE)
     settings = OperatorSettings()
     async with api.operator(settings.pod_defaults(), RollBudget(limit=settings.max_concurrent_rolls)):
@@ -354,6 +342,46 @@ async def test_a_new_camera_image_rolls_no_more_pods_at_once_than_the_limit(
                                 == "Running" for name in names))
     assert most == 2, "never more than the limit mid-roll, and the limit used"
     assert most_mid_roll(kube.writes(api.emulator)) == 2, "every write counted, not only sampled"
+    await assert_all_on_the_new_image(api, names)
+
+
+async def test_an_operator_restarted_mid_roll_counts_the_rolls_under_way(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two rolls under way when the operator restarts (new pods not ready yet): the next operator counts them
+    against the limit from its start, so no third resource starts rolling until one of them ends."""
+    names = await six_cameras_on_a_first_image(api, monkeypatch)
+    monkeypatch.setenv("DETECTOR_CAMERA_IMAGE", ROLLED_IMAGE)
+    settings = OperatorSettings()
+
+    def new_pods() -> list[str]:
+        return [name for name, pod in api.pods().items() if pod["spec"]["containers"][0]["image"] == ROLLED_IMAGE]
+
+    async with api.operator(settings.pod_defaults(), RollBudget(limit=settings.max_concurrent_rolls)):
+        await until(lambda: len(new_pods()) == 2)
+    async with api.operator(settings.pod_defaults(), RollBudget(limit=settings.max_concurrent_rolls)):
+        await asyncio.sleep(5 * STATUS_INTERVAL_S)  # every resource resumed and ticked: none may start a roll
+        assert len(await asyncio.to_thread(new_pods)) == 2
+        most = await run_new_pods(api, len(names), ready_after_s=3 * STATUS_INTERVAL_S)
+    assert most == 2 and most_mid_roll(kube.writes(api.emulator)) == 2
+    await assert_all_on_the_new_image(api, names)
+
+
+async def six_cameras_on_a_first_image(api: Api, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    names = [f"cam-{index:03d}" for index in range(1, 7)]
+    monkeypatch.setenv("DETECTOR_CAMERA_IMAGE", "registry.example/camera:1")
+    monkeypatch.setenv("DETECTOR_MAX_CONCURRENT_ROLLS", "2")
+    settings = OperatorSettings()
+    async with api.operator(settings.pod_defaults(), RollBudget(limit=settings.max_concurrent_rolls)):
+        for name in names:
+            await api.create({**SPEC, "camera": name}, name=name, uid=str(uuid.uuid4()))
+        old = await until(lambda: len(api.pods()) == len(names) and api.pods())
+        for pod in old:
+            await api.set_pod_status(pod, running())
+        await until(lambda: all(api.status(name).get("phase") == "Running" for name in names))
+    return names
+
+
+async def assert_all_on_the_new_image(api: Api, names: list[str]) -> None:
     pods = await asyncio.to_thread(api.pods)
     assert sorted(pod["metadata"]["labels"][SUBSCRIPTION_LABEL] for pod in pods.values()) == names
     assert {pod["spec"]["containers"][0]["image"] for pod in pods.values()} == {ROLLED_IMAGE}

@@ -72,7 +72,7 @@ async def running_operator(url: str, core: k8s.CoreV1Api, defaults: PodDefaults,
         settings.posting.level = event_level
     async with httpx.AsyncClient(timeout=2) as http:
         context = handlers.OperatorContext(core, defaults, http, pod_http_port=pod_http_port,
-                                           rolls=rolls or RollBudget())
+                                           rolls=rolls or RollBudget(), namespace=namespace)
         stop = asyncio.Event()
         operator = asyncio.create_task(kopf.operator(
             registry=registry, namespaces=[namespace], standalone=True, settings=settings, stop_flag=stop,
