@@ -126,9 +126,9 @@ class Ours:
 
     async def process(self, image: np.ndarray, captured_at: float) -> StepResult:
         share = (captured_at, None) if self.shared_pass else None  # (frame, crop), as the pod keys it
-        done = await asyncio.gather(*(processor.process(self.engine, tracker, image, captured_at, share=share)
-                                      for processor, tracker in zip(self.processors, self.trackers, strict=True)))
-        first = done[0]
+        steps = [processor.process(self.engine, tracker, image, captured_at, share=share)
+                 for processor, tracker in zip(self.processors, self.trackers, strict=True)]
+        first = await steps[0] if len(steps) == 1 else (await asyncio.gather(*steps))[0]
         classifiers = 0 if first.gated else sum(1 for key in first.result.timings_ms if key in self.archive.models
                                                 and self.archive.models[key].task == "classify")
         regions = first.result.root.regions if first.result.root is not None else {}

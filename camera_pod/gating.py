@@ -60,9 +60,8 @@ def thumbnail(image: Image, width: int) -> Thumbnail:
     """Grey levels of ``image`` shrunk by area averaging to ``width`` cells across (aspect kept)."""
     height, full_width = image.shape[:2]
     size = (min(width, full_width), max(1, round(height * min(width, full_width) / full_width)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
-    return grey.astype(np.int16)
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image  # then one channel to shrink
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
 def ignore_mask(shape: tuple[int, int], regions: tuple[Region, ...]) -> npt.NDArray[np.bool_]:
