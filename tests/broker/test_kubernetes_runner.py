@@ -234,7 +234,7 @@ def first_write(emulator: kmock.KubernetesEmulator, plural: str, name: str) -> i
     return next(i for i, w in enumerate(kube.writes(emulator)) if (w.plural, w.name) == (plural, name))
 
 
-@pytest.mark.kmock(cls=MeteredEmulator, latency=0.02)  # a real API server's round trip
+@pytest.mark.kmock(cls=MeteredEmulator, latency=0.02, gather=8)  # 8 at once, however slow the threads
 async def test_cameras_are_written_concurrently_within_the_bound(emulator: MeteredEmulator) -> None:
     api, specs = api_for(emulator, 8), cameras(60)
     runner = runner_with(emulator, 8, api)
@@ -305,7 +305,7 @@ async def test_a_failing_camera_blocks_no_other_and_is_retried(emulator: Metered
     assert runner.running() == moved and set(resources(emulator)) == set(moved)
 
 
-@pytest.mark.kmock(cls=MeteredEmulator, latency=0.02)
+@pytest.mark.kmock(cls=MeteredEmulator, latency=0.02, gather=64)  # all 64 at once, however slow the threads
 async def test_from_environment_keeps_a_connection_per_writer(emulator: MeteredEmulator, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch,
                                                              caplog: pytest.LogCaptureFixture) -> None:
