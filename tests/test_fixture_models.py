@@ -20,14 +20,17 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import itertools
 
+from tests.fixtures import plates
 from tests.fixtures.scenes import BODY_TYPES, BRANDS, crop, iou, read_frame_index, render_scene
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MPTA = FIXTURES / "gas_station.mpta"
+PLATES_MPTA = FIXTURES / "gas_station_plates.mpta"
 VIDEO = FIXTURES / "media" / "cars.mp4"
 VIDEO_TRUTH = FIXTURES / "media" / "cars.json"
 
 TEST_SEED = 424242  # held-out scenes; the training data uses make_models.SEED
+PLATE_SEED = 434343  # the plates drawn on the held-out scenes' cars
 N_SCENES = 60
 MIN_RECALL = 0.9
 MIN_PRECISION = 0.9
@@ -50,6 +53,23 @@ def package(tmp_path_factory) -> tuple[Path, dict]:
 def heldout() -> list:
     rng = np.random.default_rng(TEST_SEED)
     return [render_scene(rng) for _ in range(N_SCENES)]
+
+
+@pytest.fixture(scope="module")
+def heldout_plated(heldout) -> list:
+    """The held-out scenes with a licence plate on every car's front (tests/fixtures/plates.py: random text and
+    style), drawn over the rendered scene: the models were trained without plates."""
+    rng = np.random.default_rng(PLATE_SEED)
+    dressed = []
+    for image, truths in heldout:
+        image = image.copy()
+        for t in truths:
+            plates.draw_plate(image, t.frontal_box, plates.random_text(rng), plates.random_style(rng))
+        dressed.append((image, truths))
+    return dressed
+
+
+SCENE_SETS = pytest.mark.parametrize("scene_set", ["heldout", "heldout_plated"])
 
 
 def _yolo(path: Path):
@@ -85,7 +105,9 @@ def test_package_layout(package):
     assert _yolo(root / "car_bodytype_cls_v1.pt").names == dict(enumerate(BODY_TYPES))
 
 
-def test_detector_finds_car_and_frontal(package, heldout):
+@SCENE_SETS
+def test_detector_finds_car_and_frontal(package, scene_set, request):
+    heldout = request.getfixturevalue(scene_set)
     root, config = package
     min_conf = config["pipeline"]["minConfidence"]
     det = _yolo(root / config["pipeline"]["modelFile"])
@@ -109,9 +131,9 @@ def test_detector_finds_car_and_frontal(package, heldout):
         precision = n_true_pred[cls] / max(1, n_pred[cls])
         branch_conf = min(b["minConfidence"] for b in config["pipeline"]["branches"] if cls in b["triggerClasses"])
         branch_recall = float(np.mean(a >= branch_conf))
-        print(f"{cls}: {len(a)} boxes, recall@{min_conf}={recall:.3f} recall@branch {branch_conf}={branch_recall:.3f} "
-              f"precision@{min_conf}={precision:.3f} matched conf min={a.min():.3f} p5={np.percentile(a, 5):.3f} "
-              f"median={np.median(a):.3f}")
+        print(f"{cls} ({scene_set}): {len(a)} boxes, recall@{min_conf}={recall:.3f} "
+              f"recall@branch {branch_conf}={branch_recall:.3f} precision@{min_conf}={precision:.3f} "
+              f"matched conf min={a.min():.3f} p5={np.percentile(a, 5):.3f} median={np.median(a):.3f}")
         assert len(a) >= N_SCENES
         assert recall >= MIN_RECALL, f"{cls} recall {recall:.3f} < {MIN_RECALL}"
         assert branch_recall >= MIN_RECALL, f"{cls} branch trigger recall {branch_recall:.3f} < {MIN_RECALL}"
@@ -122,7 +144,9 @@ def test_detector_finds_car_and_frontal(package, heldout):
     ("car_brand_cls_v1", "brand", BRANDS),
     ("car_bodytype_cls_v1", "body_type", BODY_TYPES),
 ])
-def test_classifier_accuracy(package, heldout, model_id, attr, classes):
+@SCENE_SETS
+def test_classifier_accuracy(package, scene_set, request, model_id, attr, classes):
+    heldout = request.getfixturevalue(scene_set)
     root, config = package
     branch = _branch(config, model_id)
     w, h = branch["resizeTarget"]
@@ -140,7 +164,7 @@ def test_classifier_accuracy(package, heldout, model_id, attr, classes):
     acc = float(np.mean([p == y for p, y in zip(predicted, labels, strict=True)]))
     per_class = {c: round(float(np.mean([p == y for p, y in zip(predicted, labels, strict=True) if y == c])), 3)
                  for c in classes}
-    print(f"{model_id}: {len(labels)} crops, top-1 accuracy {acc:.3f}, per class {per_class}, "
+    print(f"{model_id} ({scene_set}): {len(labels)} crops, top-1 accuracy {acc:.3f}, per class {per_class}, "
           f"top-1 conf median {np.median(top1):.3f} p5 {np.percentile(top1, 5):.3f}")
     assert set(labels) == set(classes), "held-out set should cover every class"
     assert acc >= MIN_ACCURACY, f"{model_id} accuracy {acc:.3f} < {MIN_ACCURACY}"
@@ -165,6 +189,26 @@ def test_video_matches_truth():
         assert nxt["first_frame"] > prev["last_frame"] + 1, "empty frames between visits"
     car_frames = {f["frame"] for f in truth["car_frames"]}
     assert car_frames == {i for v in visits for i in range(v["first_frame"], v["last_frame"] + 1)}
+    assert [v["plate"] for v in visits] == [plates.plate_value(v["plate_printed"]) for v in visits]
+    assert len({v["plate"] for v in visits}) == len(visits), "every car its own plate"
+
+
+def test_plates_archive_is_the_fixture_archive_with_a_plate_branch():
+    """gas_station_plates.mpta: the same model files, byte for byte, and the same pipeline plus a plate_ocr text
+    branch on Frontal whose read the PostgreSQL row waits for and stores in license_character."""
+    with zipfile.ZipFile(MPTA) as plain, zipfile.ZipFile(PLATES_MPTA) as plated:
+        assert set(plated.namelist()) == EXPECTED_MEMBERS
+        assert all(plated.read(name) == plain.read(name) for name in EXPECTED_MEMBERS - {"pipeline.json"})
+        config, base = (json.loads(archive.read("pipeline.json")) for archive in (plated, plain))
+    p = config["pipeline"]
+    (text_node,) = [b for b in p["branches"] if b.get("type") == "ocr"]
+    assert (text_node["modelId"], text_node["cropClass"], text_node["resultField"]) == (
+        "plate_ocr", "Frontal", "license_plate")
+    action = p["parallelActions"][0]
+    assert action["fields"].pop("license_character") == "{plate_ocr.text}"
+    assert action["waitForBranches"].pop() == "plate_ocr"
+    p["branches"].remove(text_node)
+    assert config == base
 
 
 def test_models_on_video_stops(package):
