@@ -23,7 +23,12 @@ Connect = Callable[..., Awaitable[Backend]]
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[Worker]:
     running = Worker(tmp_path)
-    running.wait_ready()
+    try:
+        running.wait_ready()
+    except BaseException:  # a worker that never got ready is stopped, not left running after the test
+        if running.process.poll() is None:
+            running.stop()
+        raise
     yield running
     if running.process.poll() is None:
         running.stop()
