@@ -5,10 +5,10 @@
     .venv/bin/python -P bench/cameras_bench.py --n 8           # one trial of each side at N = 8
     .venv/bin/python -P bench/cameras_bench.py --max-n 48 --seconds 120 --json cameras.json
 
-A trial at N: one RTSP server process with N mounts (``cameras_rtsp.py``) each playing the gas-station clip
-(``cameras_clip``: pump.mp4 when present, else cars.mp4; re-encoded at ``--fps`` 5, 640x480, looped), then either
-ours — ``detector run`` with N subscriptions from a backend WebSocket client, one camera pod per camera
-(``cameras_ours``) — or the original loop in one process, two threads per camera (``cameras_original``).
+A trial at N: one RTSP server process with N mounts (``tests/support/rtsp_server.py --mounts N``) each playing the
+gas-station clip (``cameras_clip``: pump.mp4 when present, else cars.mp4; re-encoded at ``--fps`` 5, 640x480,
+looped), then either ours — ``detector run`` with N subscriptions from a backend WebSocket client, one camera pod
+per camera (``cameras_ours``) — or the original loop in one process, two threads per camera (``cameras_original``).
 A camera passes when its lag (now − capture time of its latest processed frame, sampled every ``--sample-s``) has
 p99 ≤ ``--limit-s`` (1 s) and every visit of the clip wholly inside the window was announced. A trial passes when
 every camera does. The search doubles N from 1 while trials pass, then bisects between the last pass and the

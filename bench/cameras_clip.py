@@ -32,7 +32,7 @@ from tests.support.servers import SYSTEM_PYTHON, free_port
 
 MEDIA = REPO / "tests" / "fixtures" / "media"
 TOLERANCE_S = 0.5  # an announcement this close to a visit's span still counts for it
-MOUNTS_SCRIPT = Path(__file__).with_name("cameras_rtsp.py")
+MOUNTS_SCRIPT = REPO / "tests" / "support" / "rtsp_server.py"  # with --mounts N
 
 
 def default_video() -> Path:
@@ -266,7 +266,8 @@ class CameraRun:
 
 @dataclass
 class MountServer:
-    """cameras_rtsp.py: one GStreamer RTSP server process, ``count`` mounts playing ``video``."""
+    """One GStreamer RTSP server process (tests/support/rtsp_server.py --mounts), ``count`` mounts playing
+    ``video``."""
 
     video: Path
     count: int
@@ -274,9 +275,8 @@ class MountServer:
     _process: subprocess.Popen[str] | None = None
 
     def start(self) -> MountServer:
-        self._process = subprocess.Popen([SYSTEM_PYTHON, str(MOUNTS_SCRIPT), str(self.port), str(self.video),
-                                          str(self.count)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                         text=True)
+        command = [SYSTEM_PYTHON, str(MOUNTS_SCRIPT), str(self.port), str(self.video), "--mounts", str(self.count)]
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self._process.stdout is not None
         first = self._process.stdout.readline().strip()
         if first != "READY":
