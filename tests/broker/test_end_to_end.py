@@ -22,6 +22,7 @@ import redis
 from tests.conftest import POSTGRES_DSN, REDIS_URL
 from tests.support import embedded
 from tests.support.embedded import VISITS, Worker
+from tests.support.embedded_fixtures import ready_worker
 from tests.support.servers import RtspServer
 from tests.support.snapshot_server import SnapshotCamera
 
@@ -32,10 +33,8 @@ TOKEN = "e2e-token-0123456789abcdef"
 
 @pytest.fixture
 def secured_worker(tmp_path: Path) -> Iterator[Worker]:
-    running = Worker(tmp_path, token=TOKEN)
-    running.wait_ready()
-    yield running
-    running.stop()
+    with ready_worker(tmp_path, token=TOKEN) as running:
+        yield running
 
 
 @pytest.fixture

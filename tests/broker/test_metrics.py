@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from broker.app import build_app
 from broker.planning import pod_name
+from broker.pods import PodLink
 from broker.service import Broker
 from broker.settings import BrokerSettings
 from detector.contract.pods import POD_MESSAGE, PodUsage, StreamReport
@@ -180,15 +181,21 @@ async def test_cameras_that_are_gone_leave_no_series_and_no_label_holds_a_url(br
     assert all(POD not in json.dumps(samples) for samples in after.values()), "a removed camera is not scraped"
 
 
+def link_reporting(broker: Broker, first: StreamReport) -> PodLink:
+    """A new link of the camera pod POD (a process starting, or a link dropped and made again) and its first report."""
+    link = broker.pods.attach(POD, PodSocket())  # type: ignore[arg-type]
+    broker.pods.update(link, first)
+    return link
+
+
 async def test_a_pod_that_reports_a_new_start_time_restarted(broker: Broker) -> None:
     """Even one that died before it read a frame: its start time changed, whatever its counts say."""
     await broker.reconcile([subscription("d1;cam", url=URL)])
-    broker.pods.update(broker.pods.attach(POD, PodSocket()), report(frames=0, started_at=1000.0))  # type: ignore[arg-type]
-    blip = broker.pods.attach(POD, PodSocket())  # type: ignore[arg-type]
-    broker.pods.update(blip, report(frames=0, started_at=1000.0))  # the link dropped, the process ran on
+    link_reporting(broker, report(frames=0, started_at=1000.0))
+    link_reporting(broker, report(frames=0, started_at=1000.0))  # the link dropped, the process ran on
     assert value(broker, "detector_camera_restarts_total", camera_pod=POD) == 0
     for started_at in (1010.0, 1020.0):
-        broker.pods.update(broker.pods.attach(POD, PodSocket()), report(frames=0, started_at=started_at))  # type: ignore[arg-type]
+        link_reporting(broker, report(frames=0, started_at=started_at))
     assert value(broker, "detector_camera_restarts_total", camera_pod=POD) == 2
 
 
@@ -202,12 +209,10 @@ def test_a_report_with_fields_this_broker_does_not_know_is_read() -> None:
 async def test_a_pod_that_comes_back_counting_from_zero_restarted(broker: Broker) -> None:
     """Pods from before ``started_at``: a new link whose counts went back is a restart."""
     await broker.reconcile([subscription("d1;cam", url=URL)])
-    broker.pods.update(broker.pods.attach(POD, PodSocket()), report(frames=500, reconnects=1))  # type: ignore[arg-type]
-    blip = broker.pods.attach(POD, PodSocket())  # type: ignore[arg-type]
-    broker.pods.update(blip, report(frames=520, reconnects=1))  # the link dropped, the process ran on
+    link_reporting(broker, report(frames=500, reconnects=1))
+    link_reporting(broker, report(frames=520, reconnects=1))  # the link dropped, the process ran on
     assert value(broker, "detector_camera_restarts_total", camera_pod=POD) == 0
-    restarted = broker.pods.attach(POD, PodSocket())  # type: ignore[arg-type]
-    broker.pods.update(restarted, report(frames=0, reconnects=0))
+    restarted = link_reporting(broker, report(frames=0, reconnects=0))
     broker.pods.update(restarted, report(frames=3, reconnects=0))  # later reports on the same link: same process
     assert value(broker, "detector_camera_restarts_total", camera_pod=POD) == 1
     await broker.reconcile([])

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.chart.conftest import Render
 from tests.support import metric_names
 from tests.support.embedded import Worker
+from tests.support.embedded_fixtures import ready_worker
 from tests.support.servers import RtspServer
 from tests.support.snapshot_server import SnapshotCamera
 
@@ -28,11 +29,8 @@ DISPLAY = "display-metrics-1;cam-001"
 
 @pytest.fixture
 def secured_worker(tmp_path: Path) -> Iterator[Worker]:
-    running = Worker(tmp_path, token=TOKEN)
-    running.wait_ready()
-    yield running
-    running.stop()
-    assert running.orphans() == [], "camera pods outlived the worker"
+    with ready_worker(tmp_path, token=TOKEN) as running:
+        yield running
 
 
 def pod_port(worker: Worker) -> int:

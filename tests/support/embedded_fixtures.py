@@ -5,6 +5,7 @@ Registered for the whole suite by ``pytest_plugins`` in tests/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from tests.support.snapshot_server import SnapshotCamera
 Connect = Callable[..., Awaitable[Backend]]
 
 
-@pytest.fixture
-def worker(tmp_path: Path) -> Iterator[Worker]:
-    running = Worker(tmp_path)
+@contextlib.contextmanager
+def ready_worker(tmp_path: Path, token: str | None = None) -> Iterator[Worker]:
+    """``detector run`` started and ready; stopped afterwards (unless the test did), leaving no camera pod."""
+    running = Worker(tmp_path, token=token)
     try:
         running.wait_ready()
     except BaseException:  # a worker that never got ready is stopped, not left running after the test
@@ -33,6 +35,12 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
     if running.process.poll() is None:
         running.stop()
     assert running.orphans() == [], "camera pods outlived the worker"
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[Worker]:
+    with ready_worker(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
