@@ -6,9 +6,10 @@ import asyncio
 from dataclasses import dataclass
 
 from camera_pod.loaded_pipelines import LoadedPipeline
+from camera_pod.pipeline.results import FrameResult
 from camera_pod.streams.hub import StreamSubscription
 from camera_pod.visits import VisitTracker
-from detector.contract.pods import DisplaySubscription, Sighting
+from detector.contract.pods import CropBox, DisplaySubscription
 
 
 @dataclass
@@ -22,7 +23,9 @@ class Display:
     task: asyncio.Task[None] | None = None
     swap: asyncio.Task[None] | None = None
     error: str | None = None
-    sighting: Sighting | None = None  # the boxes of its latest processed frame
+    # Its latest processed frame's result (when, and through which crop): the console's boxes are made from it
+    # only when a report is sent (once a second), not on every frame.
+    seen: tuple[FrameResult, float, CropBox | None] | None = None
 
     @property
     def display_id(self) -> str:

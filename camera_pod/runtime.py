@@ -243,7 +243,7 @@ class CameraPod:
                 processed = await processor.process(display.pipeline.engine, display.visits, np.asarray(got.image),
                                                     got.frame.captured_at, share=share)
                 self._deliver(display.spec, display.visits, processed, got.frame.captured_at)
-                display.sighting = sightings.sighting(processed.result, got.frame.captured_at, crop)
+                display.seen = (processed.result, got.frame.captured_at, crop)
             except Exception:  # one bad frame never stops the camera
                 log.exception("pipeline failed on a frame", extra={"subscription": identifier})
                 processed = None
@@ -327,7 +327,7 @@ class CameraPod:
                             frames=status.frames if status else 0, reconnects=status.reconnects if status else 0,
                             last_error=error, http_port=self.http_port, usage=self.usage.sample(),
                             display_errors={i: d.error for i, d in self._displays.items() if d.error},
-                            sightings={i: d.sighting for i, d in self._displays.items() if d.sighting},
+                            sightings={i: sightings.sighting(*d.seen) for i, d in self._displays.items() if d.seen},
                             started_at=self._started_at)
 
     def health(self) -> PodHealth:
