@@ -240,7 +240,8 @@ class DurableSink:
     async def publish(self, channel: str, message: str) -> None:
         await self._enqueue("redis", channel, "publish", {"channel": channel, "message": message})
 
-    async def upsert(self, schema: str, table: str, key_field: str, key_value: str, fields: Mapping[str, str]) -> None:
+    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
+                     fields: Mapping[str, str | None]) -> None:
         await self._enqueue("postgres", f"{schema}.{table}[{key_value}]", "upsert", {
             "schema": schema, "table": table, "key_field": key_field, "key_value": key_value, "fields": dict(fields)})
 

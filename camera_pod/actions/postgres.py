@@ -53,7 +53,7 @@ def is_initial_table(schema: str, table: str) -> bool:
     return (schema, table) == (DEFAULT_SCHEMA, INITIAL_TABLE)
 
 
-def column_type(schema: str, table: str, column: str, value: str) -> str:
+def column_type(schema: str, table: str, column: str, value: str | None) -> str:
     """The type a missing column is added with: the initial table's own, else by the value written."""
     if is_initial_table(schema, table) and column in INITIAL_COLUMNS:
         return INITIAL_COLUMNS[column]
@@ -70,7 +70,8 @@ def conninfo(config: PostgresConfig, application_name: str) -> str:
                          password=config.password or None, connect_timeout=5, application_name=application_name)
 
 
-def upsert_statement(schema: str, table: str, key_field: str, fields: Mapping[str, str]) -> sql.Composed:
+def upsert_statement(schema: str, table: str, key_field: str,
+                     fields: Mapping[str, str | None]) -> sql.Composed:
     columns = [key_field, *fields]
     values = [sql.Placeholder()] + [sql.SQL("NOW()") if value == NOW else sql.Placeholder()
                                     for value in fields.values()]
@@ -106,7 +107,9 @@ class PostgresWriter:
         if self._opened:
             await self._pool.close()
 
-    async def upsert(self, schema: str, table: str, key_field: str, key_value: str, fields: Mapping[str, str]) -> None:
+    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
+                     fields: Mapping[str, str | None]) -> None:
+        """Insert or update the row ``key_field = key_value``; a ``None`` field is written as ``NULL``."""
         await self._ensure_open()
         params = [key_value] + [value for value in fields.values() if value != NOW]
         statement = upsert_statement(schema, table, key_field, fields)
@@ -126,7 +129,7 @@ class PostgresWriter:
                 await connection.execute(statement, params)
 
     async def _ensure_columns(self, connection: AsyncConnection[Any], schema: str, table: str,
-                              columns: Mapping[str, str]) -> None:
+                              columns: Mapping[str, str | None]) -> None:
         """Add the columns of ``columns`` (name → value written) that the table lacks, once per writer."""
         wanted = [column for column in columns if (schema, table, column) not in self._columns_ready]
         if not wanted:

@@ -45,7 +45,8 @@ class ServiceSink:
     async def publish(self, channel: str, message: str) -> None:
         await self._redis_writer().publish(channel, message)
 
-    async def upsert(self, schema: str, table: str, key_field: str, key_value: str, fields: Mapping[str, str]) -> None:
+    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
+                     fields: Mapping[str, str | None]) -> None:
         await self._postgres_writer().upsert(schema, table, key_field, key_value, fields)
 
     async def create_initial_record(self, display_id: str, captured_timestamp: str, session_id: str) -> None:

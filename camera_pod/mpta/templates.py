@@ -2,6 +2,10 @@
 
 Placeholders are ``{name}`` or ``{branchModelId.field}``; any other braces are literal text, so a
 JSON template such as ``{"session":"{session_id}"}`` needs no escaping.
+
+A missing value (``None``: no session, a text node that read nothing) renders as ``""`` in text, ``""`` inside a
+JSON string and ``null`` outside one; a column template that is exactly one placeholder gives ``None`` itself
+(``column_value``), so the database gets ``NULL``, never an empty string that reads as a value.
 """
 
 from __future__ import annotations
@@ -118,3 +122,13 @@ def render(template: str, values: Mapping[str, object]) -> str:
         return _plain(values[name])
 
     return PLACEHOLDER.sub(_substitute, template)
+
+
+def column_value(template: str, values: Mapping[str, object]) -> str | None:
+    """A database column's value: ``None`` (SQL ``NULL``) when the template is exactly one placeholder whose value
+    is missing (``"{plate_ocr.text}"`` for a plate that was not read), else ``render(template, values)`` (a
+    placeholder inside a longer text still renders a missing value as ``""``)."""
+    lone = PLACEHOLDER.fullmatch(template)
+    if lone is not None and lone.group(1) in values and values[lone.group(1)] is None:
+        return None
+    return render(template, values)

@@ -75,7 +75,8 @@ async def _upsert(action: PostgresUpdateCombined, scope: ActionScope, sink: Acti
     for branch_id, branch_fields in scope.branch_values.items():
         values.update({f"{branch_id}.{name}": value for name, value in branch_fields.items()})
     key_value = templates.render(action.key_value, values)
-    fields = {column: templates.render(template, values) for column, template in action.fields.items()}
+    # A lone placeholder with no value (a plate not read) is NULL, not '': "unreadable or absent gives null".
+    fields = {column: templates.column_value(template, values) for column, template in action.fields.items()}
     schema, table = action.schema_and_table
     await sink.upsert(schema, table, action.key_field, key_value, fields)
     return f"{schema}.{table}[{action.key_field}={key_value}]"

@@ -72,7 +72,8 @@ class RecordingWriter:
         await self.sink.publish(channel, message)
         self.calls.append(("publish", channel, message))
 
-    async def upsert(self, schema: str, table: str, key_field: str, key_value: str, fields: Mapping[str, str]) -> None:
+    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
+                     fields: Mapping[str, str | None]) -> None:
         await self.sink.upsert(schema, table, key_field, key_value, fields)
         self.calls.append(("upsert", table, key_value, dict(fields)))
 

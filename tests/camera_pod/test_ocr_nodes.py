@@ -5,22 +5,33 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import time
+import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import psycopg
 import pytest
+import redis
 
+from camera_pod.actions.services import ServiceSink
 from camera_pod.commands.tree import render_tree
+from camera_pod.metrics import PodMetrics
 from camera_pod.mpta.errors import MptaError
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.ocr import recognisers
 from camera_pod.ocr.reading import TextRead
+from camera_pod.outbox_actions import ActionOutbox, DurableSink, outbox_path
+from camera_pod.outbox_store import OutboxStore
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
+from camera_pod.pipeline.sink import ActionSink
 from camera_pod.processing import Announcement, DisplayProcessor
 from camera_pod.visits import VisitTracker
+from tests.conftest import REDIS_URL
 from tests.fixtures import plates, scenes
 
 PLATE_OCR = {"type": "ocr", "modelId": "plate_ocr", "triggerClasses": ["Frontal"], "minConfidence": 0.5,
@@ -129,7 +140,7 @@ class _Recorder:
     """An action sink that keeps the rows it is given."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, str]] = []
+        self.rows: list[dict[str, str | None]] = []
 
     async def save_image(self, key: str, data: bytes, expire_seconds: int | None) -> None:
         pass
@@ -138,7 +149,7 @@ class _Recorder:
         pass
 
     async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
-                     fields: Mapping[str, str]) -> None:
+                     fields: Mapping[str, str | None]) -> None:
         self.rows.append(dict(fields))
 
     async def create_initial_record(self, display_id: str, captured_timestamp: str, session_id: str) -> None:
@@ -171,7 +182,7 @@ def test_the_engine_reads_the_plate_into_fields_and_templates(plated: LoadedArch
     assert ("plate_ocr" in result.timings_ms) is not bool(reads)  # the known read saves the recogniser's call
 
 
-def test_no_plate_is_no_text_and_an_empty_column(plated: LoadedArchive) -> None:
+def test_no_plate_is_no_text_and_a_null_column(plated: LoadedArchive) -> None:
     sink = _Recorder()
     engine = PipelineEngine(plated, sink)
     try:
@@ -180,17 +191,87 @@ def test_no_plate_is_no_text_and_an_empty_column(plated: LoadedArchive) -> None:
         engine.close()
     assert "license_plate" not in result.classified_fields()
     assert result.all_nodes()["plate_ocr"].fields() == {"text": None, "confidence": None, "license_plate": None}
-    assert [row["license_character"] for row in sink.rows] == [""]
+    assert [row["license_character"] for row in sink.rows] == [None]  # NULL, never '' (nor a guess)
+
+
+def _unreadable_scene(kind: str) -> np.ndarray:
+    """A car the detector finds whose plate cannot be read: none at all, or one blurred past reading."""
+    rng = np.random.default_rng(37)
+    image = scenes.render_background(rng, clutter=0)
+    if kind == "no plate":
+        scenes.render_car_at(image, 150, 170, 340, "Toyota", "Sedan", True, (40, 40, 200))
+    else:
+        style = plates.PlateStyle(plates.FONTS[1], plates.PLATE_COLOURS[0], 0.88, 3.8, 1.0, 0.09)
+        car = plates.render_car_with_plate_at(image, 150, 170, 340, "Toyota", "Sedan", "KL 482 TX", style, True,
+                                              (40, 40, 200))
+        x1, y1, x2, y2 = car.plate_box
+        image[y1:y2, x1:x2] = cv2.GaussianBlur(image[y1:y2, x1:x2], (0, 0), 6.0)
+    return plates.degrade(image, rng, blur=0.4, noise=2.0, jpeg_quality=90)
+
+
+SCENES: dict[str, tuple[Callable[[], np.ndarray], str | None]] = {
+    "a readable plate": (lambda: _scene("KL 482 TX"), "KL482TX"),
+    "a blank plate": (lambda: _scene(""), None),
+    "a plate blurred past reading": (lambda: _unreadable_scene("blurred"), None),
+    "no plate": (lambda: _unreadable_scene("no plate"), None),
+}
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["direct", "outbox"])
+@pytest.mark.parametrize("what", list(SCENES))
+async def test_the_row_gets_the_plate_or_null_in_the_real_database(plated: LoadedArchive, what: str, durable: bool,
+                                                                   tmp_path: Path,
+                                                                   pg: psycopg.Connection[Any]) -> None:
+    """``"license_character": "{plate_ocr.text}"`` into the real PostgreSQL, straight and through the action
+    outbox (which keeps a write as JSON on disk): the plate's text, or NULL (not '') when none is read."""
+    render, expected = SCENES[what]
+    display_id = f"test-plate-{uuid.uuid4().hex[:8]}"
+    store = OutboxStore(outbox_path(tmp_path, "pod-1", plated.config), max_items=1000, max_bytes=64 << 20)
+    writer = ServiceSink(plated.config, client_name="test-ocr-nodes")
+    outbox = ActionOutbox(store, writer, metrics=PodMetrics(), min_backoff_s=0.1, max_backoff_s=0.5)
+    sink: ActionSink = DurableSink.for_config(outbox, plated.config) if durable else writer
+    engine = PipelineEngine(plated, sink)
+    if durable:
+        outbox.start()
+    try:
+        result = await engine.process(render(), FrameContext(f"{display_id};cam-1", display_id))
+        deadline = time.monotonic() + 20
+        while durable and any(count for count, _ in store.stats().values()):
+            assert time.monotonic() < deadline, store.stats()
+            await asyncio.sleep(0.05)
+        dead = store.dead()
+    finally:
+        engine.close()
+        if durable:
+            await outbox.close()  # and the store
+        else:
+            store.close()
+        await writer.close()
+    try:
+        assert result.status == "detected" and result.failed_actions == [], result
+        assert dead == []
+        assert result.classified_fields().get("license_plate") == expected
+        rows = pg.execute("SELECT session_id, license_character, license_character IS NULL, car_brand IS NOT NULL "
+                          "FROM gas_station_1.car_frontal_info WHERE display_id = %s", (display_id,)).fetchall()
+        assert rows == [(result.session_id, expected, expected is None, True)]
+    finally:
+        pg.execute("DELETE FROM gas_station_1.car_frontal_info WHERE display_id = %s", (display_id,))
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            for key in client.scan_iter(f"inference:{display_id}:*"):
+                client.delete(key)
+        finally:
+            client.close()
 
 
 CLIP = [("Toyota", "Sedan", (40, 40, 200), "KL 482 TX"), ("Ford", "Pickup", (235, 235, 235), "7ABC123"),
-        ("BMW", "SUV", (30, 30, 30), "AB12 CDE")]
+        ("Honda", "Sedan", (200, 200, 200), ""), ("BMW", "SUV", (30, 30, 30), "AB12 CDE")]  # Honda: a blank plate
 
 
 def test_each_visit_of_a_plated_clip_carries_its_plate_into_the_event_and_the_row(plated: LoadedArchive) -> None:
     """The pod's path (``DisplayProcessor``: no change gate here, every frame runs): every frame through the
     pipeline and the visit tracker; each announcement's best frame through the pipeline again with the visit's
-    voted plate, writing the row."""
+    voted plate, writing the row. A visit with no readable plate carries none and writes None (NULL)."""
     frames, truth = plates.plated_clip(CLIP)
     tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
     sink = _Recorder()
@@ -206,12 +287,15 @@ def test_each_visit_of_a_plated_clip_carries_its_plate_into_the_event_and_the_ro
         asyncio.run(replay())
     finally:
         engine.close()
+    expected = [car.value or None for car in truth]
     last_by_visit = {announcement.decision.visit_id: announcement.decision.fields for announcement in announced}
-    assert [fields.get("license_plate") for fields in last_by_visit.values()] == [car.value for car in truth]
+    assert [fields.get("license_plate") for fields in last_by_visit.values()] == expected
     first = [announcement for announcement in announced if not announcement.decision.update]
-    assert [announcement.decision.fields.get("license_plate") for announcement in first] == [
-        car.value for car in truth]
-    assert all(float(announcement.decision.fields["license_plate_confidence"]) >= 0.8 for announcement in first)
-    assert [row["license_character"] for row in sink.rows] == [car.value for car in truth]
-    assert all("plate_ocr" not in announcement.written.timings_ms for announcement in first  # the vote, not
-               if announcement.written is not None)  # the best frame's own read
+    assert [announcement.decision.fields.get("license_plate") for announcement in first] == expected
+    assert all(float(announcement.decision.fields["license_plate_confidence"]) >= 0.8 for announcement in first
+               if "license_plate" in announcement.decision.fields)
+    assert "license_plate_confidence" not in first[2].decision.fields
+    assert [row["license_character"] for row in sink.rows] == expected
+    # A voted plate is written as voted, not read again on the best frame (a visit with no read at all reads it).
+    assert all("plate_ocr" not in announcement.written.timings_ms for announcement in first
+               if announcement.written is not None and "license_plate" in announcement.decision.fields)

@@ -47,3 +47,18 @@ def test_not_json_templates(template: str) -> None:
 def test_placeholders_are_listed_with_branch_and_field() -> None:
     found = templates.placeholders("{a}-{car_brand_cls_v1.brand}")
     assert [(p.branch, p.field) for p in found] == [(None, "a"), ("car_brand_cls_v1", "brand")]
+
+
+def test_a_column_of_one_missing_placeholder_is_null_and_any_other_template_renders() -> None:
+    values = {**VALUES, "plate_ocr.text": None, "plate_ocr.confidence": None, "session_id": None}
+    assert templates.column_value("{plate_ocr.text}", values) is None  # a plate not read: NULL, not ''
+    assert templates.column_value("{session_id}", values) is None
+    assert templates.column_value("{car_brand_cls_v1.brand}", values) == "Toyota"  # the original's fields: as before
+    assert templates.column_value("{count}", values) == "3"
+    assert templates.column_value("plate {plate_ocr.text}", values) == "plate "  # inside a text: '' as in render
+    assert templates.column_value(" {plate_ocr.text}", values) == " "
+    assert templates.column_value("{plate_ocr.text}{session_id}", values) == ""
+    assert templates.column_value("NOW()", values) == "NOW()"
+    assert json.loads(templates.column_value('{"p": {plate_ocr.text}}', values) or "") == {"p": None}
+    with pytest.raises(templates.TemplateError, match=r"unknown placeholder \{nope\}"):
+        templates.column_value("{nope}", values)
