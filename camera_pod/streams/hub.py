@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -32,14 +31,16 @@ class StreamSubscription:
     _last_sequence: int = field(default=0, init=False)
 
     def next_frame(self, timeout: float) -> CroppedFrame | None:
-        frame = self.supervisor.output.wait_newer(self._last_sequence, timeout)
+        return self._cropped(self.supervisor.output.wait_newer(self._last_sequence, timeout))
+
+    async def next_frame_async(self, timeout: float) -> CroppedFrame | None:
+        return self._cropped(await self.supervisor.output.wait_newer_async(self._last_sequence, timeout))
+
+    def _cropped(self, frame: Frame | None) -> CroppedFrame | None:
         if frame is None:
             return None
         self._last_sequence = frame.sequence
         return CroppedFrame(frame, apply_crop(frame.image, self.crop))
-
-    async def next_frame_async(self, timeout: float) -> CroppedFrame | None:
-        return await asyncio.to_thread(self.next_frame, timeout)
 
     def latest(self) -> Frame | None:
         return self.supervisor.output.latest()

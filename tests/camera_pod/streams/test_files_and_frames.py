@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -62,6 +63,28 @@ def test_latest_frame_wakes_waiters_and_close_releases_them() -> None:
     slot.close()
     closer.join(2)
     assert not closer.is_alive() and results[-1] is None
+
+
+def test_an_event_loop_waits_for_frames_without_a_thread_and_close_releases_it() -> None:
+    slot = LatestFrame()
+
+    async def scenario() -> list[object]:
+        threads_before = threading.active_count()
+        waiting = asyncio.create_task(slot.wait_newer_async(0, 10))
+        await asyncio.sleep(0.05)
+        assert not waiting.done() and threading.active_count() == threads_before  # nobody parked in a thread
+        threading.Thread(target=lambda: slot.put(np.zeros((1, 1, 3), np.uint8))).start()  # the reader's put
+        first = await asyncio.wait_for(waiting, 2)
+        timed_out = await slot.wait_newer_async(1, 0.05)  # nothing newer: None, not the same frame again
+        later = asyncio.create_task(slot.wait_newer_async(1, 10))
+        await asyncio.sleep(0.05)
+        slot.close()
+        return [first, timed_out, await asyncio.wait_for(later, 2)]
+
+    first, timed_out, after_close = asyncio.run(scenario())
+    assert first is not None and first.sequence == 1 and slot.delivered == 1  # type: ignore[attr-defined]
+    assert timed_out is None and after_close is None
+    assert not slot._waiters  # a timed-out or released waiter leaves nothing behind
 
 
 def test_crop_is_a_view_clipped_to_the_frame() -> None:

@@ -16,6 +16,7 @@ import pytest
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.cropping import Crop
 from camera_pod.streams.hub import StreamHub, StreamSubscription
+from camera_pod.streams.rtsp import use_decoder_threads
 from camera_pod.streams.state import StreamState
 from tests.camera_pod.streams.conftest import VIDEO, live_threads, open_fds
 from tests.fixtures.scenes import read_frame_index
@@ -198,3 +199,20 @@ def test_password_never_reaches_logs_or_state(hub: StreamHub, caplog: pytest.Log
     rendered = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
     assert "admin:***@" in rendered
     assert secret not in rendered
+
+
+def _video(path: str, width: int, height: int) -> None:
+    with av.open(path, "w") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="bgr24")
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+
+
+@pytest.mark.parametrize(("size", "threads"), [((640, 480), False), ((1920, 1080), False), ((2560, 1440), True)])
+def test_one_decoder_thread_up_to_1080p(tmp_path: object, size: tuple[int, int], threads: bool) -> None:
+    path = os.path.join(str(tmp_path), "clip.mp4")
+    _video(path, *size)
+    with av.open(path) as container:
+        assert use_decoder_threads(container.streams.video[0]) is threads
