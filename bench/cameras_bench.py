@@ -40,6 +40,7 @@ from bench import cameras_original as original
 from bench import cameras_ours as ours
 from bench import common
 from bench.cameras_ours import progress
+from bench.common import FIXTURE_OVERLAY
 
 DEFAULT_MPTA = Path(os.environ.get("DETECTOR_TEST_MPTA", common.REPO / "tests" / "fixtures" / "gas_station.mpta"))
 Trial = Callable[[int], dict[str, Any]]
@@ -114,8 +115,9 @@ def fits(trials: list[dict[str, Any]], count: int) -> str | None:
     return None if need_mb < free_mb else f"needs about {need_mb:.0f} MB, {free_mb:.0f} MB available"
 
 
-def search(trial: Trial, side: str, max_n: int, bisect: bool) -> tuple[int, list[dict[str, Any]]]:
-    """Doubling from 1 while trials pass, then bisection; returns the largest passing N and every trial."""
+def search(trial: Trial, side: str, max_n: int, bisect: bool, start_n: int = 1) -> tuple[int, list[dict[str, Any]]]:
+    """Doubling from ``start_n`` while trials pass, then bisection (from 0 when ``start_n`` already fails); returns
+    the largest passing N and every trial."""
     trials: list[dict[str, Any]] = []
 
     def attempt(count: int) -> bool:
@@ -123,7 +125,7 @@ def search(trial: Trial, side: str, max_n: int, bisect: bool) -> tuple[int, list
         trials.append(failed(side, count, f"not run: {reason}") if reason else trial(count))
         return bool(trials[-1]["passed"])
 
-    best, worst, count = 0, None, 1
+    best, worst, count = 0, None, min(start_n, max_n)
     while count <= max_n:
         if not attempt(count):
             worst = count
@@ -204,7 +206,8 @@ def build_setup(args: argparse.Namespace, workdir: Path) -> clip.Setup:
     video = clip.prepare(args.video, workdir, args.fps, length)
     cache = args.cache_dir or workdir / "cache"
     ours.warm_cache(args.mpta, cache)
-    pod_env = dict(item.split("=", 1) for item in args.pod_env)
+    pod_env = {} if args.strip_unmasked else {"DETECTOR_GATING_IGNORE": FIXTURE_OVERLAY}
+    pod_env.update(item.split("=", 1) for item in args.pod_env)
     return clip.Setup(video=video, truth_path=truth_path, truth=truth, mpta=args.mpta, cache=cache, workdir=workdir,
                       fps=args.fps, seconds=seconds, warmup_s=args.warmup_s, sample_s=args.sample_s,
                       limit_s=args.limit_s, redis_url=args.redis_url, postgres_dsn=args.postgres_dsn, pod_env=pod_env)
@@ -215,6 +218,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="N up to 4 (--max-n), no bisection, one visit")
     parser.add_argument("--max-n", type=int, default=None, help="largest N tried (default 64; --quick: 4)")
     parser.add_argument("--n", type=int, default=None, help="one trial per side at this N, no search")
+    parser.add_argument("--start-n", type=int, default=1,
+                        help="the search's first N (e.g. 8: skips the trials at 1, 2 and 4; default 1)")
+    parser.add_argument("--strip-unmasked", action="store_true",
+                        help="leave the clip's frame-index strip in the change gate's view (by default it is masked, "
+                             "DETECTOR_GATING_IGNORE, as a camera's clock overlay would be)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="measured per trial (default: long enough for two whole visits at any phase, ≥ 30)")
     parser.add_argument("--warmup-s", type=float, default=15.0, help="after every camera processed a frame")
@@ -238,8 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not sides or set(sides) - {"ours", "original"}:
         parser.error("--sides: ours, original or both")
     args.sides = sides
-    if args.max_n < 1 or (args.n is not None and args.n < 1) or args.fps < 1:
-        parser.error("--n, --max-n and --fps must be positive")
+    if args.max_n < 1 or (args.n is not None and args.n < 1) or args.fps < 1 or args.start_n < 1:
+        parser.error("--n, --start-n, --max-n and --fps must be positive")
     return args
 
 
@@ -256,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 found[side] = (args.n if result["passed"] else 0, [result])
             else:
                 found[side] = search(functools.partial(run_trial, setup, side), side, args.max_n,
-                                     bisect=not args.quick)
+                                     bisect=not args.quick, start_n=args.start_n)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(report(found, setup))

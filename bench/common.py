@@ -125,3 +125,6 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Row], notes: Sequen
 def write_json(path: str | None, document: dict[str, Any]) -> None:
     if path:
         Path(path).write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+FIXTURE_OVERLAY = "0,0,1,0.06"  # DETECTOR_GATING_IGNORE for the fixture videos' frame-index strip (a clock overlay)

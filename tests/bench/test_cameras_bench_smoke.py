@@ -116,3 +116,13 @@ def test_the_search_finds_the_largest_passing_n(passing_up_to: int, max_n: int, 
     found, trials = cameras_bench.search(_trial(passing_up_to, seen), "ours", max_n, bisect)
     assert (found, seen) == (best, tried)
     assert [t["cameras"] for t in trials] == tried
+
+
+@pytest.mark.parametrize(("passing_up_to", "start_n", "best", "tried"), [
+    (45, 8, 44, [8, 16, 32, 64, 48, 40, 44]),
+    (5, 8, 5, [8, 4, 6, 5]),  # the first N already fails: bisected from 0
+])
+def test_the_search_can_start_higher(passing_up_to: int, start_n: int, best: int, tried: list[int]) -> None:
+    seen: list[int] = []
+    found, _ = cameras_bench.search(_trial(passing_up_to, seen), "ours", 64, True, start_n=start_n)
+    assert (found, seen) == (best, tried)
