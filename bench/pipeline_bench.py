@@ -19,7 +19,14 @@ Ultralytics backend on the GPU (``DETECTOR_INFERENCE_DEVICE``), and with ONNX Ru
 Scenarios: ``fixture`` (tests/fixtures/gas_station.mpta on tests/fixtures/media/cars.mp4), ``pump`` (the same
 archive on tests/fixtures/media/pump.mp4: three cars that each stand about 20 s at the pump, as at a real one;
 pipeline only) and ``yolov8n-640`` (an untrained YOLOv8n detector at 640, built offline from its YAML, packed with
-the fixture classifiers; it detects nothing, so its detector stage is also measured alone).
+the fixture classifiers; it detects nothing, so its detector stage is also measured alone) and ``plates``: what
+licence plates cost, ours only (the configured backend, gating on): tests/fixtures/gas_station_plates.mpta (the
+same models plus a ``plate_ocr`` text branch on Frontal) against the plate-free gas_station.mpta on the same frames,
+on pump.mp4 (every car carries a plate) and on a clip drawn in memory of the fixture's cars with blank plates
+(``tests/fixtures/plates.plated_clip``: visits without a readable plate). Each text node's reads are timed where
+they run (wall and the reading thread's CPU, split by whether a plate was read), the visits announced are counted
+(and the frames they were announced on, which must not move), and the plates archive's frames/s, CPU ms/frame and
+CPU per visit are set against the plate-free archive's in the same run.
 
 Change gating is on in ours, as in a camera pod, with the fixture videos' frame-index strip (16 black/white cells
 along the top edge that flip every frame) masked from the gate (``DETECTOR_GATING_IGNORE``, ``FIXTURE_OVERLAY``)
@@ -67,11 +74,23 @@ from bench.original_worker import OriginalWorker, StepResult, extract
 
 SCRIPT = Path(__file__).resolve()
 VIDEO = common.REPO / "tests" / "fixtures" / "media" / "cars.mp4"
-SCENARIO_VIDEOS = {"pump": common.REPO / "tests" / "fixtures" / "media" / "pump.mp4"}  # others: VIDEO
+PUMP_VIDEO = common.REPO / "tests" / "fixtures" / "media" / "pump.mp4"
+SCENARIO_VIDEOS = {"pump": PUMP_VIDEO}  # others: VIDEO
 FIXTURE_OVERLAY = "0,0,1,0.06"  # the fixture videos' frame-index strip, masked from the change gate
 PUMP_QUICK_FRAMES = 300  # --quick on pump.mp4: from the first car's arrival (frame 30): standing 22 s, leaving
 PUMP_QUICK_FIRST_FRAME = 30
 FIXTURE_MPTA = common.REPO / "tests" / "fixtures" / "gas_station.mpta"
+PLATES_MPTA = common.REPO / "tests" / "fixtures" / "gas_station_plates.mpta"  # FIXTURE_MPTA + a plate_ocr branch
+# --video: not a file but a clip drawn in memory: the fixture's cars, each with a blank plate (no text to read).
+BLANK_PLATES = "blank-plates"
+BLANK_CARS = (("Toyota", "Sedan", (40, 40, 200), ""), ("Ford", "Pickup", (235, 235, 235), ""),
+              ("BMW", "SUV", (30, 30, 30), ""), ("Honda", "Sedan", (200, 200, 200), ""))
+# --quick on it: from 4 frames before the first car stops (plated_clip: a 6-frame gap, 12 frames driving in, 15
+# standing, 10 leaving, a 6-frame gap per car) to the end of the second car's gap: two visits.
+BLANK_QUICK_FIRST_FRAME, BLANK_QUICK_FRAMES = 14, 78
+# The plates scenario's stages: (stage, the frames it runs on).
+PLATES_STAGES = (("pump.mp4, plated cars", str(PUMP_VIDEO)), ("blank plates", BLANK_PLATES))
+PLATE_FREE, PLATED = "plate-free archive", "plates archive"
 IDENTIFIER = "display-1;cam-1"
 WARM_FRAMES = (30, 31, 32)  # a car stopped at the pump: every model runs during warm-up
 QUICK_FIRST_FRAME = 10  # --quick: start where the first car drives in
@@ -84,6 +103,22 @@ CPU_PROVIDER = "CPUExecutionProvider"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 FrameStep = Callable[[np.ndarray, float], Awaitable[StepResult]]
+
+
+def blank_plates_clip() -> list[np.ndarray]:
+    """``BLANK_CARS`` driving in, standing and leaving one after another (640x480, 10 frames/s), drawn in memory."""
+    from tests.fixtures import plates
+
+    frames, _visits = plates.plated_clip(BLANK_CARS)
+    return frames
+
+
+def scenario_frames(count: int | None, first: int, video: str | None) -> list[np.ndarray]:
+    """The frames a variant is measured on: ``count`` from ``first`` of a test video or of ``BLANK_PLATES``."""
+    if video == BLANK_PLATES:
+        frames = blank_plates_clip()[first:]
+        return frames[:count] if count is not None else frames
+    return decode(count, first, video=Path(video) if video else VIDEO)
 
 
 def decode(count: int | None, first: int = 0, only: Sequence[int] = (), video: Path = VIDEO) -> list[np.ndarray]:
@@ -111,6 +146,8 @@ class Ours:
     shared_pass: bool = True  # those displays run one detector pass per frame between them (as a pod does)
     processors: list[Any] = field(default_factory=list)
     trackers: list[Any] = field(default_factory=list)
+    frame: int = 0  # frames processed since fresh_state
+    announced: list[dict[str, Any]] = field(default_factory=list)  # the first display's announcements, by frame
 
     def fresh_state(self) -> None:
         """Per display subscription, as CameraPod._serve makes them: its processor (reuse, gate) and visits."""
@@ -123,12 +160,16 @@ class Ours:
         self.trackers = [processing.visit_tracker(self.archive, stable_frames=defaults["stable_frames"].default,
                                                   gap_s=defaults["visit_gap_s"].default)
                          for _ in range(self.displays)]
+        self.frame, self.announced = 0, []
 
     async def process(self, image: np.ndarray, captured_at: float) -> StepResult:
         share = (captured_at, None) if self.shared_pass else None  # (frame, crop), as the pod keys it
         steps = [processor.process(self.engine, tracker, image, captured_at, share=share)
                  for processor, tracker in zip(self.processors, self.trackers, strict=True)]
         first = await steps[0] if len(steps) == 1 else (await asyncio.gather(*steps))[0]
+        self.announced += [{"frame": self.frame, "update": announcement.decision.update,
+                            "fields": dict(announcement.decision.fields)} for announcement in first.announcements]
+        self.frame += 1
         classifiers = 0 if first.gated else sum(1 for key in first.result.timings_ms if key in self.archive.models
                                                 and self.archive.models[key].task == "classify")
         regions = first.result.root.regions if first.result.root is not None else {}
@@ -167,6 +208,65 @@ async def open_ours(archive_path: Path, cache: Path, **overrides: Any) -> Ours:
     ours = Ours(engine, archive, settings)
     ours.fresh_state()
     return ours
+
+
+class TimedReader:
+    """A text node's reader that times every read where it runs (on an inference thread): wall time, that thread's
+    CPU time (ONNX Runtime reads a crop on one thread: the calling one), and whether a text was read."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.reads: list[tuple[float, float, bool]] = []  # (wall s, CPU s, read a text)
+
+    def read(self, crop: np.ndarray) -> Any:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        value = self.reader.read(crop)
+        self.reads.append((time.perf_counter() - wall, time.thread_time() - cpu, value.text is not None))
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reader, name)
+
+
+def time_reads(ours: Ours) -> list[TimedReader]:
+    """Put a ``TimedReader`` in place of each of the archive's text readers (the engine looks them up per read)."""
+    readers = ours.archive.readers
+    timed = {model_id: TimedReader(reader) for model_id, reader in readers.items()}
+    readers.update(timed)
+    return list(timed.values())
+
+
+def text_fields(archive: Any) -> set[str]:
+    """The result fields of the archive's text nodes (``license_plate``)."""
+    from camera_pod.mpta.schema import OcrNode
+
+    found, pending = set(), [archive.config.pipeline]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, OcrNode):
+            found.add(node.resultField)
+        else:
+            pending.extend(node.branches)
+    return found
+
+
+def reading_costs(readers: list[TimedReader], run: dict[str, Any], visits: int) -> dict[str, Any]:
+    """The text reads of a measured run: per read (a plate read or none: wall ms mean and p90, CPU ms mean), their
+    CPU in all, per visit announced and as a share of the run's CPU."""
+    reads = [read for reader in readers for read in reader.reads]
+    costs: dict[str, Any] = {"ocr_reads": len(reads)}
+    for name, wanted in (("plate", True), ("none", False)):
+        chosen = [(wall, cpu) for wall, cpu, found in reads if found is wanted]
+        costs[f"ocr_reads_{name}"] = len(chosen)
+        costs[f"ocr_ms_{name}"] = float(np.mean([wall for wall, _ in chosen]) * 1000) if chosen else math.nan
+        costs[f"ocr_ms_{name}_p90"] = common.percentile([wall for wall, _ in chosen], 90) * 1000
+        costs[f"ocr_cpu_ms_{name}"] = float(np.mean([cpu for _, cpu in chosen]) * 1000) if chosen else math.nan
+    cpu_s = sum(cpu for _, cpu, _ in reads)
+    run_cpu_s = run["cpu_ms_per_frame"] * run["frames"] / 1000
+    costs.update(ocr_cpu_s=cpu_s, ocr_cpu_ms_per_read=cpu_s / len(reads) * 1000 if reads else math.nan,
+                 ocr_cpu_s_per_visit=cpu_s / visits if visits else math.nan,
+                 ocr_cpu_share=common.ratio(cpu_s, run_cpu_s))
+    return costs
 
 
 def torch_threads() -> int | None:
@@ -216,12 +316,13 @@ OURS_VARIANTS: dict[str, dict[str, Any]] = {"ours-noreuse": {"classify_interval_
 
 
 async def child(args: argparse.Namespace) -> dict[str, Any]:
-    frames = decode(args.frames, args.first_frame, video=Path(args.video) if args.video else VIDEO)
+    frames = scenario_frames(args.frames, args.first_frame, args.video)
     warm = decode(None, only=WARM_FRAMES)
     frames_mb = sum(frame.nbytes for frame in frames + warm) / 2**20
     archive = Path(args.archive)
     detect_only = args.variant.endswith("-detect")
     warm *= 1 if args.device == "cpu" else 5  # GPU kernels pick their algorithms over the first calls
+    readers: list[TimedReader] = []
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
         if "baseline" in args.variant:
             worker = OriginalWorker(extract(archive, Path(scratch)), args.baseline_tracker, args.device)
@@ -234,13 +335,24 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
             if args.variant.startswith("ours-2displays"):
                 ours.displays, ours.shared_pass = 2, args.variant == "ours-2displays"
             step, backend = ours_step(ours, detect_only), ours.runs_on()
-            for image in warm:
+            readers = time_reads(ours)
+            for image in warm:  # (a text node reads during warm-up too: its first read is not measured)
                 await step(image, time.time())
             ours.fresh_state()
+            for reader in readers:
+                reader.reads.clear()
         if args.variant.startswith("latency"):
             result = await latency(args, step, frames)
         else:
             result = await measure(step, frames)
+        if not ("baseline" in args.variant or detect_only or args.variant.startswith("latency")):
+            texts = text_fields(ours.archive)
+            visits = [entry for entry in ours.announced if not entry["update"]]
+            result.update(visits=len(visits), visit_frames=[args.first_frame + entry["frame"] for entry in visits],
+                          visits_with_text=sum(1 for entry in visits if texts & set(entry["fields"])),
+                          updates=len(ours.announced) - len(visits))
+            if readers:
+                result.update(reading_costs(readers, result, len(visits)))
     return {**result, "variant": args.variant, "backend": backend, "torch_threads": torch_threads(),
             "peak_rss_mb": common.peak_rss_mb(), "frames_mb": frames_mb}
 
@@ -501,6 +613,8 @@ class Job:
     label: str  # "baseline", "ours [onnx]", ...
     variant: str  # the child's --variant
     flavour: Flavour | None = None  # None: the baseline
+    archive: str = ""  # "": the scenario's archive
+    video: str = ""  # "": the scenario's video (a file, or BLANK_PLATES)
 
     @property
     def key(self) -> str:
@@ -518,14 +632,21 @@ class Plan:
     archives: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     pump_frames: int | None = None  # None: all 840
+    blank_frames: int | None = None  # None: the whole BLANK_PLATES clip (178 frames)
+
+    def first_frame_of(self, video: str) -> int:
+        """Where a variant starts on ``video``: 0, or with --quick where the first car arrives."""
+        if not self.first_frame:
+            return 0
+        return {str(PUMP_VIDEO): PUMP_QUICK_FIRST_FRAME, BLANK_PLATES: BLANK_QUICK_FIRST_FRAME}.get(video,
+                                                                                                    self.first_frame)
 
     def run(self, key: str, archive: str, variant: str, *, flavour: Flavour | None = None,
-            rate: float | None = None, frames: int | None = None, scenario: str = "fixture") -> dict[str, Any]:
-        first = self.first_frame if scenario not in SCENARIO_VIDEOS else PUMP_QUICK_FIRST_FRAME if self.first_frame \
-            else 0
-        args = ["--variant", variant, "--archive", archive, "--first-frame", str(first),
-                "--baseline-tracker", self.baseline_tracker, "--device", self.device,
-                "--video", str(SCENARIO_VIDEOS.get(scenario, VIDEO))]
+            rate: float | None = None, frames: int | None = None, scenario: str = "fixture",
+            video: str = "") -> dict[str, Any]:
+        video = video or str(SCENARIO_VIDEOS.get(scenario, VIDEO))
+        args = ["--variant", variant, "--archive", archive, "--first-frame", str(self.first_frame_of(video)),
+                "--baseline-tracker", self.baseline_tracker, "--device", self.device, "--video", video]
         frames = frames or self.frames
         args += ["--frames", str(frames)] if frames else []
         args += ["--rate", str(rate)] if rate else []
@@ -536,6 +657,12 @@ class Plan:
     def jobs(self) -> list[Job]:
         jobs = []
         for scenario in self.archives:
+            if scenario == "plates":  # ours only, as a pod serves it: the plate-free archive, then the plates one
+                flavour = self.flavours[0]
+                jobs += [Job(scenario, stage, f"{flavour.label}, {name}", "ours", flavour, archive, video)
+                         for stage, video in PLATES_STAGES
+                         for name, archive in ((PLATE_FREE, str(FIXTURE_MPTA)), (PLATED, str(PLATES_MPTA)))]
+                continue
             stages = (("pipeline", ""),) if scenario == "pump" else (("pipeline", ""), ("detector only", "-detect"))
             for stage, suffix in stages:
                 jobs.append(Job(scenario, stage, "baseline", "baseline" + suffix))
@@ -563,10 +690,12 @@ class Plan:
         jobs = self.jobs()
         for index in range(rounds):
             for job in jobs if index % 2 == 0 else reversed(jobs):
+                video = job.video or str(SCENARIO_VIDEOS.get(job.scenario, VIDEO))
                 frames = min(self.frames or REALISTIC_FRAMES, REALISTIC_FRAMES) if job.scenario == "yolov8n-640" \
-                    else self.pump_frames if job.scenario == "pump" else None
-                result = self.run(f"round {index + 1}: {job.key}", self.archives[job.scenario], job.variant,
-                                  flavour=job.flavour, frames=frames, scenario=job.scenario)
+                    else self.pump_frames if video == str(PUMP_VIDEO) else self.blank_frames \
+                    if video == BLANK_PLATES else None
+                result = self.run(f"round {index + 1}: {job.key}", job.archive or self.archives[job.scenario],
+                                  job.variant, flavour=job.flavour, frames=frames, scenario=job.scenario, video=video)
                 best = self.results.get(job.key)
                 fps = [*(best["rounds_fps"] if best else []), result["fps"]]
                 self.results[job.key] = {**(result if best is None or result["fps"] > best["fps"] else best),
@@ -646,6 +775,8 @@ def throughput_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> tup
                                                                                    list[list[object]]]:
     rows, limits = [], []
     for job in plan.jobs():
+        if job.scenario == "plates":  # its own table: against the plate-free archive, not the original loop
+            continue
         r, base = plan.results[job.key], plan.results[Job(job.scenario, job.stage, "baseline", "").key]
         rss = r["peak_rss_mb"] - r["frames_mb"]
         rows.append([job.scenario, job.stage, job.label, r["backend"], r["frames"], r["fps"], r["fps_per_core"],
@@ -682,6 +813,41 @@ def floor_rows(plan: Plan, gflops: dict[str, Any], machine: Machine) -> list[lis
             floor = work / peak * 1000
             row += [floor, actual / floor * 100]
         rows.append(row)
+    return rows
+
+
+def plates_rows(plan: Plan) -> list[list[object]]:
+    """Per stage: the plate-free archive, the plates archive, and the plates archive / the plate-free one."""
+
+    def ms(r: dict[str, Any], name: str) -> str:
+        count = r.get(f"ocr_reads_{name}", 0)
+        return f"{r[f'ocr_ms_{name}']:.1f} (p90 {r[f'ocr_ms_{name}_p90']:.1f}), {count}" if count else "—"
+
+    def cpu_per_visit(r: dict[str, Any]) -> float:
+        return r["cpu_ms_per_frame"] * r["frames"] / 1000 / r["visits"] if r["visits"] else math.nan
+
+    def rss(r: dict[str, Any]) -> float:
+        return float(r["peak_rss_mb"] - r["frames_mb"])
+
+    rows: list[list[object]] = []
+    for stage, _video in PLATES_STAGES:
+        jobs = {job.archive: job for job in plan.jobs() if job.scenario == "plates" and job.stage == stage}
+        free, plated = plan.results[jobs[str(FIXTURE_MPTA)].key], plan.results[jobs[str(PLATES_MPTA)].key]
+        for job, r in ((jobs[str(FIXTURE_MPTA)], free), (jobs[str(PLATES_MPTA)], plated)):
+            row: list[object] = [stage, job.label, r["frames"], r["fps"], r["cpu_ms_per_frame"], rss(r),
+                                 r["gated_frames"], f"{r['visits']} ({r['visits_with_text']})",
+                                 ", ".join(map(str, r["visit_frames"])) or "—"]
+            if "ocr_reads" in r:
+                row += [r["ocr_reads"], ms(r, "plate"), ms(r, "none"), r["ocr_cpu_ms_per_read"],
+                        r["ocr_cpu_share"] * 100, r["ocr_cpu_s_per_visit"]]
+            else:
+                row += ["—", "—", "—", math.nan, math.nan, math.nan]
+            rows.append([*row, cpu_per_visit(r)])
+        same = "same frames" if free["visit_frames"] == plated["visit_frames"] else "moved"
+        rows.append([stage, f"{PLATED} / {PLATE_FREE}", "", common.ratio(plated["fps"], free["fps"]),
+                     common.ratio(plated["cpu_ms_per_frame"], free["cpu_ms_per_frame"]),
+                     common.ratio(rss(plated), rss(free)), "", "", same, "", "", "", math.nan, math.nan, math.nan,
+                     cpu_per_visit(plated) - cpu_per_visit(free)])
     return rows
 
 
@@ -722,8 +888,8 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
-    parser.add_argument("--scenarios", default="fixture,pump,yolov8n-640",
-                        help="comma-separated: fixture (always), pump, yolov8n-640")
+    parser.add_argument("--scenarios", default="fixture,pump,yolov8n-640,plates",
+                        help="comma-separated: fixture (always), pump, yolov8n-640, plates")
     args = parser.parse_args()
     if args.variant:
         run_variant(args)
@@ -735,16 +901,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as scratch:
         plan = Plan(frames, QUICK_FIRST_FRAME if args.quick else 0, args.baseline_tracker, args.device,
                     flavours(args.device), cache=str(Path(scratch) / "cache"),
-                    pump_frames=args.frames or (PUMP_QUICK_FRAMES if args.quick else None))
+                    pump_frames=args.frames or (PUMP_QUICK_FRAMES if args.quick else None),
+                    blank_frames=args.frames or (BLANK_QUICK_FRAMES if args.quick else None))
         print("  preparing the yolov8n-640 archive and the ONNX exports, counting GFLOPs ...", file=sys.stderr,
               flush=True)
         prepared = common.run_child(SCRIPT, ["--variant", "prepare", "--out", scratch])
         wanted = {"fixture", *args.scenarios.split(",")}
-        plan.archives = {name: path for name, path in {**prepared["archives"], "pump": prepared["archives"]["fixture"]}
-                         .items() if name in wanted}
+        plan.archives = {name: path for name, path in {**prepared["archives"], "pump": prepared["archives"]["fixture"],
+                                                       "plates": str(PLATES_MPTA)}.items() if name in wanted}
         prepared["gflops"]["pump"] = prepared["gflops"]["fixture"]
         plan.best_of(args.rounds or (1 if args.quick else 2), machine.measure)
         rows, limits = throughput_rows(plan, prepared["gflops"], machine)
+        plates = plates_rows(plan) if "plates" in plan.archives else []
         floor = floor_rows(plan, prepared["gflops"], machine)
         fastest = max(r["fps"] for key, r in plan.results.items() if key.startswith("fixture pipeline"))
         overload = float(math.ceil(1.5 * fastest))
@@ -753,7 +921,7 @@ def main() -> None:
                                              "--cache", plan.cache], env=dict(plan.flavours[0].env)) \
             if args.profile else None
     machine.measure()
-    report(plan, prepared, rows, limits, lat, machine, profiled, floor)
+    report(plan, prepared, rows, limits, lat, machine, profiled, floor, plates)
     common.write_json(args.json, {"device": args.device, "gpu_name": prepared.get("gpu_name"),
                                   "machine_gflops": machine.peak, "machine_gflops_all_cores": machine.all_cores,
                                   "machine_gflops_one_core": machine.one_core, "gpu_gflops": machine.gpu,
@@ -764,7 +932,7 @@ def main() -> None:
 
 def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limits: list[list[object]],
            lat: list[list[object]], machine: Machine, profiled: dict[str, Any] | None,
-           floor: list[list[object]]) -> None:
+           floor: list[list[object]], plates: list[list[object]]) -> None:
     some = next(iter(plan.results.values()))
     cores, rounds = common.cores(), len(some["rounds_fps"])
     where = f"{cores} cores" + (f", {prepared['gpu_name']} ({plan.device})" if plan.device != "cpu" else "")
@@ -816,6 +984,24 @@ def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limit
          "that runs every model (passes that reuse classifications are shorter and set p50). The last rate, "
          "when shown, is 1.5 x the fastest fixture pipeline's frames/s: more than any variant keeps up with. "
          "The FIFO consumer stops one second after the feed ends ('left queued' frames were never processed)."]))
+    if plates:
+        print(common.table(
+            "Licence plates (OCR): the plates archive against the plate-free one, same frames, same run",
+            ["stage", "variant", "frames", "frames/s", "CPU ms/frame", "peak RSS MB", "frames gated",
+             "visits (with a plate)", "announced at frame", "OCR reads", "OCR ms per read: a plate (p90), reads",
+             "OCR ms per read: none (p90), reads", "OCR CPU ms/read", "OCR % of CPU", "OCR CPU s/visit",
+             "CPU s/visit"], plates,
+            [f"Ours with {plan.flavours[0].label.removeprefix('ours ')}, gating on, one display: "
+             f"{FIXTURE_MPTA.name} ({PLATE_FREE}) and {PLATES_MPTA.name} ({PLATED}: the same models plus a plate_ocr "
+             "text branch on Frontal) on the same frames, each in its own process. 'pump.mp4, plated cars': every "
+             "car carries a plate; 'blank plates': the fixture's cars drawn with blank plates "
+             "(tests/fixtures/plates.plated_clip), visits with no plate to read. A text node reads once per frame the "
+             "detector runs with a Frontal (OCR reads = frames that ran OCR), timed on the inference thread that "
+             "runs it: wall ms (mean, p90), split by whether it read a plate, and that thread's CPU. OCR CPU s/visit "
+             "= the reads' CPU ÷ visits announced; CPU s/visit = the whole process's CPU ÷ visits announced (the "
+             "ratio row: plates − plate-free, what plates add per visit). 'announced at frame': the video frames "
+             "the visits were announced on; 'same frames' when plates moved no announcement. A visit cut by the "
+             "end of the frames (--quick, --frames) still counts its reads."]))
     if profiled:
         print(f"### cProfile of one `process` call (fixture, classify every frame, model calls inline)\n\n```\n"
               f"{profiled['text'].strip()}\n```")

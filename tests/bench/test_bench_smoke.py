@@ -36,7 +36,7 @@ def positive(value: Any) -> bool:
 def test_pipeline_bench_quick(tmp_path: Path) -> None:
     stdout, results = run_bench("pipeline_bench.py", "--quick", "--frames", "6", "--json", str(tmp_path / "p.json"),
                                 timeout=840)
-    for title in ("### Throughput", "### Physical limit", "### Frame age"):
+    for title in ("### Throughput", "### Physical limit", "### Frame age", "### Licence plates (OCR)"):
         assert title in stdout
     assert positive(results["machine_gflops"]) and results["cores"] >= 1
     runs = results["runs"]
@@ -58,10 +58,25 @@ def test_pipeline_bench_quick(tmp_path: Path) -> None:
         assert run["p99_ms"] >= run["p50_ms"] and run["peak_rss_mb"] > run["frames_mb"], key
     # The same work on both sides: the fixture detector sees the car (on both videos), the untrained YOLOv8n nothing.
     for key, run in measured.items():
-        assert (run["car_frames"] > 0) == key.startswith(("fixture", "pump")), (key, run["car_frames"])
+        assert (run["car_frames"] > 0) == key.startswith(("fixture", "pump", "plates")), (key, run["car_frames"])
     assert any(key.endswith("no gating") for key in measured) and runs["pump pipeline baseline"]["gated_frames"] == 0
     assert runs["fixture pipeline baseline"]["classifier_calls_per_frame"] > 0
     assert results["gflops"]["yolov8n-640"]["detector"] > 10 * results["gflops"]["fixture"]["detector"] > 0
+    # Plates: the plate-free and the plates archive on the same frames (ours only); only the plates one reads.
+    plates = {key: run for key, run in measured.items() if key.startswith("plates")}
+    assert len(plates) == 4 and {run["backend"] for run in plates.values()} == {"onnx CPUExecutionProvider"}
+    for key, run in plates.items():
+        assert ("ocr_reads" in run) is key.endswith("plates archive"), key
+    read = [run for run in plates.values() if "ocr_reads" in run]
+    assert all(run["ocr_reads"] > 0 and run["ocr_reads"] == run["ocr_reads_plate"] + run["ocr_reads_none"]
+               and positive(run["ocr_cpu_s"]) and 0 < run["ocr_cpu_share"] < 1 for run in read), read
+    assert all(run["ocr_reads_plate"] == 0 for key, run in plates.items()
+               if "blank plates" in key and "ocr_reads" in run), "a blank plate reads nothing"
+    plate_rows = [line for line in stdout.splitlines() if "| plates archive / plate-free archive |" in line]
+    assert len(plate_rows) == 2
+    for line in plate_rows:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert all(math.isfinite(float(cell)) and float(cell) > 0 for cell in cells[3:6]), line
     latency = [run for key, run in runs.items() if key.startswith("latency")]
     assert len(latency) >= 4
     for run in latency:
