@@ -6,7 +6,6 @@ import asyncio
 import copy
 import dataclasses
 import json
-import time
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
@@ -19,22 +18,18 @@ import psycopg
 import pytest
 import redis
 
-from camera_pod.actions.services import ServiceSink
 from camera_pod.commands.tree import render_tree
-from camera_pod.metrics import PodMetrics
 from camera_pod.mpta.errors import MptaError
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.ocr import recognisers
 from camera_pod.ocr.reading import TextRead
-from camera_pod.outbox_actions import ActionOutbox, DurableSink, outbox_path
-from camera_pod.outbox_store import OutboxStore
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.reuse import ClassificationReuse
-from camera_pod.pipeline.sink import ActionSink
 from camera_pod.processing import Announcement, DisplayProcessor
 from camera_pod.visits import VisitTracker
 from tests.conftest import REDIS_URL
 from tests.fixtures import plates, scenes
+from tests.support.action_sinks import real_sink
 
 PLATE_OCR = {"type": "ocr", "modelId": "plate_ocr", "triggerClasses": ["Frontal"], "minConfidence": 0.5,
              "crop": True, "cropClass": "Frontal", "parallel": True}
@@ -257,27 +252,13 @@ async def test_the_row_gets_the_plate_or_null_in_the_real_database(plated: Loade
     outbox (which keeps a write as JSON on disk): the plate's text, or NULL (not '') when none is read."""
     render, expected = SCENES[what]
     display_id = f"test-plate-{uuid.uuid4().hex[:8]}"
-    store = OutboxStore(outbox_path(tmp_path, "pod-1", plated.config), max_items=1000, max_bytes=64 << 20)
-    writer = ServiceSink(plated.config, client_name="test-ocr-nodes")
-    outbox = ActionOutbox(store, writer, metrics=PodMetrics(), min_backoff_s=0.1, max_backoff_s=0.5)
-    sink: ActionSink = DurableSink.for_config(outbox, plated.config) if durable else writer
-    engine = PipelineEngine(plated, sink)
-    if durable:
-        outbox.start()
-    try:
-        result = await engine.process(render(), FrameContext(f"{display_id};cam-1", display_id))
-        deadline = time.monotonic() + 20
-        while durable and any(count for count, _ in store.stats().values()):
-            assert time.monotonic() < deadline, store.stats()
-            await asyncio.sleep(0.05)
-        dead = store.dead()
-    finally:
-        engine.close()
-        if durable:
-            await outbox.close()  # and the store
-        else:
-            store.close()
-        await writer.close()
+    async with real_sink(plated.config, tmp_path, durable=durable, client_name="test-ocr-nodes") as writes:
+        engine = PipelineEngine(plated, writes.sink)
+        try:
+            result = await engine.process(render(), FrameContext(f"{display_id};cam-1", display_id))
+            dead = await writes.drained()
+        finally:
+            engine.close()
     try:
         assert result.status == "detected" and result.failed_actions == [], result
         assert dead == []

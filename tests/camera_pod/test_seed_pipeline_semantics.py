@@ -24,17 +24,15 @@ from psycopg import sql
 from camera_pod.actions.services import ServiceSink
 from camera_pod.inference.detections import Classification, Detections
 from camera_pod.inference.models import Image
-from camera_pod.metrics import PodMetrics
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.mpta.schema import Node, PipelineConfig
-from camera_pod.outbox_actions import ActionOutbox, DurableSink, outbox_path
-from camera_pod.outbox_store import OutboxStore
 from camera_pod.pipeline import triggering
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.pipeline.sink import ActionSink
 from tests.conftest import POSTGRES_DSN, ArchiveBuilder
 from tests.fixtures import scenes
+from tests.support.action_sinks import real_sink
 
 SCENE_SEED = 20261125
 NAMES = ("Car", "Frontal", "Person")
@@ -308,25 +306,9 @@ async def test_an_older_workers_table_is_brought_up_to_date(durable: bool, build
     archive = await ArchiveStore(tmp_path / "cache").load(str(build_archive(use_scratch_database)))
     image, truth = scenes.render_scene(np.random.default_rng(SCENE_SEED), cars=1)
     display_id = f"test-{uuid.uuid4().hex[:8]}"
-    store = OutboxStore(outbox_path(tmp_path, "pod-1", archive.config), max_items=1000, max_bytes=64 << 20)
-    writer = ServiceSink(archive.config, client_name="test-seed-semantics")
-    outbox = ActionOutbox(store, writer, metrics=PodMetrics(), min_backoff_s=0.1, max_backoff_s=0.5)
-    sink: ActionSink = DurableSink.for_config(outbox, archive.config) if durable else writer
-    if durable:
-        outbox.start()
-    try:
-        result = await _run(archive, sink, image, display_id)
-        deadline = time.monotonic() + 20
-        while durable and any(count for count, _ in store.stats().values()):
-            assert time.monotonic() < deadline, store.stats()
-            await asyncio.sleep(0.05)
-        dead = store.dead()
-    finally:
-        if durable:
-            await outbox.close()  # and the store
-        else:
-            store.close()
-        await writer.close()
+    async with real_sink(archive.config, tmp_path, durable=durable, client_name="test-seed-semantics") as writes:
+        result = await _run(archive, writes.sink, image, display_id)
+        dead = await writes.drained()
     assert result.status == "detected" and result.failed_actions == [], result
     assert dead == []
     with psycopg.connect(dsn) as db:
