@@ -7,8 +7,10 @@
 
 A trial at N: one RTSP server process with N mounts (``tests/support/rtsp_server.py --mounts N``) each playing the
 gas-station clip (``cameras_clip``: pump.mp4 when present, else cars.mp4; re-encoded at ``--fps`` 5, 640x480,
-looped), then either ours — ``detector run`` with N subscriptions from a backend WebSocket client, one camera pod
-per camera (``cameras_ours``) — or the original loop in one process, two threads per camera (``cameras_original``).
+looped; camera i enters the loop at phase i of ``--phases`` 8 spread over it, so cars do not arrive at every
+camera at the same moment), then either ours — ``detector run`` with N subscriptions from a backend WebSocket
+client, one camera pod per camera (``cameras_ours``) — or the original loop in one process, two threads per camera
+(``cameras_original``).
 A camera passes when its lag (now − capture time of its latest processed frame, sampled every ``--sample-s``) has
 p99 ≤ ``--limit-s`` (1 s) and every visit of the clip wholly inside the window was announced. A trial passes when
 every camera does. The search doubles N from 1 while trials pass, then bisects between the last pass and the
@@ -88,7 +90,7 @@ def failed(side: str, count: int, reason: str) -> dict[str, Any]:
 
 def run_trial(setup: clip.Setup, side: str, count: int) -> dict[str, Any]:
     progress(f"{side}: {count} camera(s)")
-    server = clip.MountServer(setup.video, count).start()
+    server = clip.MountServer(setup.videos, count).start()
     try:
         if side == "ours":
             result = asyncio.run(ours.trial(setup, server))
@@ -182,8 +184,9 @@ def trial_rows(found: dict[str, tuple[int, list[dict[str, Any]]]]) -> list[list[
 
 
 def report(found: dict[str, tuple[int, list[dict[str, Any]]]], setup: clip.Setup) -> str:
-    notes = [f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB; clip {setup.video.name} at "
-             f"{setup.fps} fps, {setup.seconds:g} s measured per trial after {setup.warmup_s:g} s of warm-up; pass: "
+    notes = [f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB; clip "
+             f"{setup.videos[0].name} at {setup.fps} fps entered at {len(setup.videos)} phase(s), {setup.seconds:g} s "
+             "measured per trial after {setup.warmup_s:g} s of warm-up; pass: "
              f"lag p99 ≤ {setup.limit_s:g} s and every visit announced on every camera. 'machine' is the whole "
              "machine's busy CPU over the window (the rest of it is other work)."]
     summary = common.table("Cameras per machine", [
@@ -203,12 +206,12 @@ def build_setup(args: argparse.Namespace, workdir: Path) -> clip.Setup:
     seconds = args.seconds or 5 * math.ceil(max(30.0, clip.window_for(truth, 1 if args.quick else 2)) / 5)
     length = seconds + args.warmup_s + ours.startup_timeout_s(args.max_n) + 60
     progress(f"preparing the clip ({args.video.name} at {args.fps} fps) and the ONNX cache")
-    video = clip.prepare(args.video, workdir, args.fps, length)
+    videos = clip.prepare(args.video, workdir, args.fps, length, phases=args.phases)
     cache = args.cache_dir or workdir / "cache"
     ours.warm_cache(args.mpta, cache)
     pod_env = {} if args.strip_unmasked else {"DETECTOR_GATING_IGNORE": FIXTURE_OVERLAY}
     pod_env.update(item.split("=", 1) for item in args.pod_env)
-    return clip.Setup(video=video, truth_path=truth_path, truth=truth, mpta=args.mpta, cache=cache, workdir=workdir,
+    return clip.Setup(videos=videos, truth_path=truth_path, truth=truth, mpta=args.mpta, cache=cache, workdir=workdir,
                       fps=args.fps, seconds=seconds, warmup_s=args.warmup_s, sample_s=args.sample_s,
                       limit_s=args.limit_s, redis_url=args.redis_url, postgres_dsn=args.postgres_dsn, pod_env=pod_env)
 
@@ -229,6 +232,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sample-s", type=float, default=1.0, help="lag sampling interval")
     parser.add_argument("--limit-s", type=float, default=1.0, help="lag p99 limit per camera")
     parser.add_argument("--fps", type=int, default=5, help="frames per second of every camera stream")
+    parser.add_argument("--phases", type=int, default=8,
+                        help="the cameras enter the looped clip at this many points spread over it (camera i at "
+                             "phase i %% P), as cameras at different pumps do not see cars arrive at the same moment; "
+                             "1: every camera in step (the worst case for change gating)")
     parser.add_argument("--video", type=Path, default=clip.default_video(), help="the clip (its .json beside it)")
     parser.add_argument("--mpta", type=Path, default=DEFAULT_MPTA)
     parser.add_argument("--sides", default="ours,original", help="ours, original or both (comma-separated)")
@@ -246,8 +253,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not sides or set(sides) - {"ours", "original"}:
         parser.error("--sides: ours, original or both")
     args.sides = sides
-    if args.max_n < 1 or (args.n is not None and args.n < 1) or args.fps < 1 or args.start_n < 1:
-        parser.error("--n, --start-n, --max-n and --fps must be positive")
+    if min(args.max_n, args.n or 1, args.fps, args.start_n, args.phases) < 1:
+        parser.error("--n, --start-n, --max-n, --fps and --phases must be positive")
     return args
 
 

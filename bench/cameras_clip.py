@@ -121,19 +121,47 @@ def reencode(source: Path, target: Path, fps: int) -> Path:
     return target
 
 
-def prepare(source: Path, workdir: Path, fps: int, seconds: float) -> Path:
-    """The clip at ``fps``, looped to last at least ``seconds`` (one file for every camera of a trial)."""
+def rotate(source: Path, target: Path, start_s: float) -> Path:
+    """``source`` (packets copied) from its first key frame at or after ``start_s`` to its end, then its beginning:
+    the same loop, entered at another point."""
+    with av.open(str(source)) as reader, av.open(str(target), "w") as writer:
+        stream = reader.streams.video[0]
+        output = writer.add_stream_from_template(stream)
+        packets = [p for p in reader.demux(stream) if p.dts is not None and p.pts is not None]
+        assert stream.time_base is not None
+        cut = next((i for i, p in enumerate(packets) if p.is_keyframe and p.pts * stream.time_base >= start_s), 0)
+        length = max(p.pts + (p.duration or 0) for p in packets)  # type: ignore[operator]
+        first = packets[cut].pts
+        assert first is not None
+        for index, packet in enumerate(packets[cut:] + packets[:cut]):
+            shift = -first if index < len(packets) - cut else length - first
+            packet.pts += shift  # type: ignore[operator]
+            packet.dts += shift  # type: ignore[operator]
+            packet.stream = output
+            writer.mux(packet)
+    return target
+
+
+def prepare(source: Path, workdir: Path, fps: int, seconds: float, phases: int = 1) -> tuple[Path, ...]:
+    """The clip at ``fps``, looped to last at least ``seconds``: ``phases`` files, each entering the loop at another
+    point (spread evenly over it, to the key frame), for cameras that do not all see a car arrive at once."""
     truth = Truth.read(source.with_suffix(".json"))
     once = reencode(source, workdir / f"clip-{fps}fps.mp4", fps)
-    # loop_video counts copies in VIDEO_SECONDS (cars.mp4's length): scale so it counts this clip's.
-    return loop_video(once, workdir / f"clip-{fps}fps-looped.mp4", seconds * VIDEO_SECONDS / truth.loop_s)
+    videos = []
+    for phase in range(phases):
+        entered = rotate(once, workdir / f"clip-{fps}fps-phase{phase}.mp4", phase * truth.loop_s / phases) \
+            if phase else once
+        # loop_video counts copies in VIDEO_SECONDS (cars.mp4's length): scale so it counts this clip's.
+        videos.append(loop_video(entered, workdir / f"clip-{fps}fps-phase{phase}-looped.mp4",
+                                 seconds * VIDEO_SECONDS / truth.loop_s))
+    return tuple(videos)
 
 
 @dataclass(frozen=True)
 class Setup:
     """What every trial of one bench run shares."""
 
-    video: Path  # the looped clip the RTSP server plays
+    videos: tuple[Path, ...]  # the looped clip the RTSP server plays, entered at spread phases (camera i: i % len)
     truth_path: Path
     truth: Truth
     mpta: Path
@@ -266,16 +294,17 @@ class CameraRun:
 
 @dataclass
 class MountServer:
-    """One GStreamer RTSP server process (tests/support/rtsp_server.py --mounts), ``count`` mounts playing
-    ``video``."""
+    """One GStreamer RTSP server process (tests/support/rtsp_server.py --mounts), ``count`` mounts: mount i plays
+    ``videos[i % len(videos)]``."""
 
-    video: Path
+    videos: tuple[Path, ...]
     count: int
     port: int = field(default_factory=free_port)
     _process: subprocess.Popen[str] | None = None
 
     def start(self) -> MountServer:
-        command = [SYSTEM_PYTHON, str(MOUNTS_SCRIPT), str(self.port), str(self.video), "--mounts", str(self.count)]
+        command = [SYSTEM_PYTHON, str(MOUNTS_SCRIPT), str(self.port), *map(str, self.videos),
+                   "--mounts", str(self.count)]
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self._process.stdout is not None
         first = self._process.stdout.readline().strip()

@@ -85,15 +85,19 @@ def test_the_strip_reads_back() -> None:
 def test_the_clip_at_5_fps_keeps_its_frame_numbers(tmp_path: Path) -> None:
     import av
 
-    looped = cameras_clip.prepare(CARS, tmp_path, 5, 60)
     truth = Truth.read(CARS.with_suffix(".json"))
-    with av.open(str(looped)) as reader:
-        stream = reader.streams.video[0]
-        assert (stream.width, stream.height, float(stream.average_rate or 0)) == (640, 480, 5.0)
-        shown = [(float(frame.time or 0), truth.clip_time(frame.to_ndarray(format="bgr24")))
-                 for _, frame in zip(range(300), reader.decode(stream), strict=False)]
-    assert len(shown) == 300 and shown[-1][0] >= 59.0
-    assert all(math.isclose(at % truth.loop_s, clip_time, abs_tol=0.01) for at, clip_time in shown)
+    videos = cameras_clip.prepare(CARS, tmp_path, 5, 60, phases=3)
+    assert len(videos) == 3
+    for phase, looped in enumerate(videos):
+        with av.open(str(looped)) as reader:
+            stream = reader.streams.video[0]
+            assert (stream.width, stream.height, float(stream.average_rate or 0)) == (640, 480, 5.0)
+            shown = [(float(frame.time or 0), truth.clip_time(frame.to_ndarray(format="bgr24")))
+                     for _, frame in zip(range(300), reader.decode(stream), strict=False)]
+        assert len(shown) == 300 and shown[-1][0] >= 59.0
+        entered = shown[0][1]  # phase k enters at the key frame (every 2 s) at or after k / 3 of the loop
+        assert entered == 0.0 if phase == 0 else phase * truth.loop_s / 3 <= entered < phase * truth.loop_s / 3 + 2
+        assert all(math.isclose((entered + at) % truth.loop_s, clip_time, abs_tol=0.01) for at, clip_time in shown)
 
 
 def _trial(passing_up_to: int, tried: list[int]) -> Any:

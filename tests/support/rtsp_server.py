@@ -1,9 +1,10 @@
 """A real RTSP server for tests: GStreamer's gst-rtsp-server, run with Debian's python3 (python3-gi).
 
-Usage: /usr/bin/python3 rtsp_server.py PORT VIDEO.mp4 [--mode normal|silent] [--mounts N]
+Usage: /usr/bin/python3 rtsp_server.py PORT VIDEO.mp4 [VIDEO.mp4 ...] [--mode normal|silent] [--mounts N]
 Serves rtsp://127.0.0.1:PORT/stream (H.264 passed through, no re-encode). ``--mode silent`` accepts
 the RTSP session but never sends a frame (a hung camera). ``--mounts N`` serves /cam0 ... /cam<N-1> instead,
-each its own media (one process for N cameras: the cameras bench). Prints "READY" once listening.
+each its own media (one process for N cameras: the cameras bench), /cam<i> playing the i-th video given (in
+turn). Prints "READY" once listening.
 """
 
 import argparse
@@ -19,7 +20,7 @@ from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
-    parser.add_argument("video")
+    parser.add_argument("videos", nargs="+")
     parser.add_argument("--mode", choices=("normal", "silent"), default="normal")
     parser.add_argument("--user", default="")
     parser.add_argument("--password", default="")
@@ -32,11 +33,11 @@ def main() -> None:
     server.set_service(str(args.port))
     if args.mode == "silent":
         # A valid H.264 session description, but the source never produces a buffer.
-        launch = ("( videotestsrc is-live=true num-buffers=0 ! video/x-raw,width=64,height=48,framerate=10/1 "
-                  "! x264enc ! rtph264pay name=pay0 pt=96 )")
+        launches = ["( videotestsrc is-live=true num-buffers=0 ! video/x-raw,width=64,height=48,framerate=10/1 "
+                  "! x264enc ! rtph264pay name=pay0 pt=96 )"]
     else:
-        launch = (f"( filesrc location={args.video} ! qtdemux ! h264parse ! "
-                  "rtph264pay name=pay0 pt=96 config-interval=1 )")
+        launches = [f"( filesrc location={video} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+                    for video in args.videos]
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
@@ -44,8 +45,8 @@ def main() -> None:
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
     paths = [f"/cam{number}" for number in range(args.mounts)] if args.mounts else ["/stream"]
-    for path in paths:
-        server.get_mount_points().add_factory(path, _factory(launch, args.user))
+    for number, path in enumerate(paths):
+        server.get_mount_points().add_factory(path, _factory(launches[number % len(launches)], args.user))
     server.connect("client-connected", lambda _server, _client: print("CLIENT", flush=True))
     if server.attach(None) == 0:
         print("FAILED to bind", flush=True)
