@@ -70,13 +70,13 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench import common
+from bench.common import FIXTURE_OVERLAY
 from bench.original_worker import OriginalWorker, StepResult, extract
 
 SCRIPT = Path(__file__).resolve()
 VIDEO = common.REPO / "tests" / "fixtures" / "media" / "cars.mp4"
 PUMP_VIDEO = common.REPO / "tests" / "fixtures" / "media" / "pump.mp4"
 SCENARIO_VIDEOS = {"pump": PUMP_VIDEO}  # others: VIDEO
-FIXTURE_OVERLAY = "0,0,1,0.06"  # the fixture videos' frame-index strip, masked from the change gate
 PUMP_QUICK_FRAMES = 300  # --quick on pump.mp4: from the first car's arrival (frame 30): standing 22 s, leaving
 PUMP_QUICK_FIRST_FRAME = 30
 FIXTURE_MPTA = common.REPO / "tests" / "fixtures" / "gas_station.mpta"
