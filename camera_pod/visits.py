@@ -236,13 +236,16 @@ def classified(result: FrameResult) -> tuple[dict[str, str], dict[str, float]]:
 
 
 def text_reads(result: FrameResult) -> tuple[dict[str, TextRead], dict[str, str]]:
-    """The frame's text reads by result field (only reads of a text), and which node read each field."""
+    """The frame's text reads by result field (only reads of a text), and which node reads each field (every text
+    node that ran, also those that read nothing: the visit's write then knows there is nothing to read again)."""
     if result.status != "detected":
         return {}, {}
     reads, nodes = {}, {}
     for node in result.all_nodes().values():
-        if node.task == "ocr" and node.result_field and node.reading is not None and node.reading.text is not None:
-            reads[node.result_field], nodes[node.result_field] = node.reading, node.model_id
+        if node.task == "ocr" and node.result_field and node.reading is not None:
+            nodes[node.result_field] = node.model_id
+            if node.reading.text is not None:
+                reads[node.result_field] = node.reading
     return reads, nodes
 
 
@@ -410,8 +413,8 @@ class VisitTracker:
                 return []
         update = visit.announced is not None
         visit.announced = dict(answer)
-        # What the visit's write uses for each text node that read anything: the voted text, or nothing (no
-        # majority: the row says what the event says, not what the best frame alone reads).
+        # What the visit's write uses for each text node that ran: the voted text, or nothing (no majority, or
+        # nothing ever read: the row says what the event says, not what the best frame alone reads, unread again).
         voted = {node: TextRead(texts[name], visit.reads[name][texts[name]].confidence, texts[name])
                  if name in texts else NOTHING for name, node in visit.text_nodes.items()}
         return [VisitDecision(visit.id, {**answer, **visit.text_confidences(texts)}, visit.best_image,

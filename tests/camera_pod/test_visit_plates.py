@@ -59,6 +59,9 @@ def test_no_plate_read_announces_the_visit_just_as_soon_with_no_plate(reads: lis
     without = feed(VisitTracker(stable_frames=3), [None] * 8)
     assert [(at, decision.fields) for at, decision in with_plates] == [(at, d.fields) for at, d in without] == [
         (2, CLASSES)]
+    ran = reads[0] is not None
+    assert with_plates[0][1].reads == ({"plate_ocr": NOTHING} if ran else {}), \
+        "a node that read nothing on every frame reads nothing on the write either (no extra read)"
 
 
 def test_no_majority_is_no_plate_until_one_appears_then_an_update() -> None:
