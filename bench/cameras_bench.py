@@ -186,7 +186,7 @@ def trial_rows(found: dict[str, tuple[int, list[dict[str, Any]]]]) -> list[list[
 def report(found: dict[str, tuple[int, list[dict[str, Any]]]], setup: clip.Setup) -> str:
     notes = [f"{os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB; clip "
              f"{setup.videos[0].name} at {setup.fps} fps entered at {len(setup.videos)} phase(s), {setup.seconds:g} s "
-             "measured per trial after {setup.warmup_s:g} s of warm-up; pass: "
+             f"measured per trial after {setup.warmup_s:g} s of warm-up; pass: "
              f"lag p99 ≤ {setup.limit_s:g} s and every visit announced on every camera. 'machine' is the whole "
              "machine's busy CPU over the window (the rest of it is other work)."]
     summary = common.table("Cameras per machine", [

@@ -130,3 +130,13 @@ def test_the_search_can_start_higher(passing_up_to: int, start_n: int, best: int
     seen: list[int] = []
     found, _ = cameras_bench.search(_trial(passing_up_to, seen), "ours", 64, True, start_n=start_n)
     assert (found, seen) == (best, tried)
+
+
+def test_the_report_names_its_settings(tmp_path: Path) -> None:
+    setup = cameras_clip.Setup(videos=(tmp_path / "clip-5fps-phase0-looped.mp4",) * 8, truth_path=tmp_path / "t.json",
+                               truth=TRUTH, mpta=tmp_path / "a.mpta", cache=tmp_path, workdir=tmp_path, fps=5,
+                               seconds=80, warmup_s=15, sample_s=1, limit_s=1, redis_url="", postgres_dsn="")
+    trials = [{"side": "ours", "cameras": 4, "passed": True, "problems": [], "lag_p99_s": 0.2}]
+    text = cameras_bench.report({"ours": (4, trials)}, setup)
+    assert "entered at 8 phase(s), 80 s measured per trial after 15 s of warm-up; pass: lag p99 ≤ 1 s" in text
+    assert "{" not in text
