@@ -233,30 +233,22 @@ class PipelineEngine:
 
     async def _run_branch(self, branch: Node | OcrNode, image: Image, regions: Mapping[str, Box],
                           run: _Run) -> NodeResult | None:
-        if run.reuse is None or not self._reusable(branch):
+        # Text is read on every frame: a visit votes the reads (a classification is reused while the car stays).
+        reusable = (run.reuse is not None and isinstance(branch, Node) and branch.crop and not branch.actions
+                    and not branch.branches and self._archive.models[branch.modelId].task == "classify")
+        if not reusable or run.reuse is None:
             return await self._run_node(branch, self._branch_input(branch, image, regions), run, regions)
         crop_class = triggering.crop_class(branch)
         assert crop_class is not None  # a cropping branch runs only when its crop class was detected
         box = regions[crop_class].xyxy
         now = time.monotonic()
-        text = isinstance(branch, OcrNode)
-        cached = run.reuse.lookup(branch.modelId, box, now, counted=not text)
+        cached = run.reuse.lookup(branch.modelId, box, now)
         if cached is not None:
             return cached
         result = await self._run_node(branch, self._branch_input(branch, image, regions), run, regions)
-        if result is not None and (not text or result.reading is None or result.reading.text is None):
+        if result is not None:
             run.reuse.store(branch.modelId, box, result, now, (image.shape[1], image.shape[0]))
         return result
-
-    def _reusable(self, branch: Node | OcrNode) -> bool:
-        """A leaf classifier's answer is reused while the car stays (reuse.py). So is a text node's read of
-        *nothing*: it casts no vote, so a car without a plate (or with one too small to read yet) costs the text
-        detector once per reuse period rather than on every frame. A text that was read is never reused: every
-        read is fresh evidence for the visit's vote."""
-        if isinstance(branch, OcrNode):
-            return branch.crop
-        return (branch.crop and not branch.actions and not branch.branches
-                and self._archive.models[branch.modelId].task == "classify")
 
     @staticmethod
     def _branch_input(branch: Node | OcrNode, image: Image, regions: Mapping[str, Box]) -> Image:

@@ -5,8 +5,7 @@ later frames while the region is the same vehicle (its box overlaps the cached o
 has not grown markedly (``growth``: a car driving closer shows more detail) and the result is younger than
 ``max_age_s``. Each branch crops one region per frame (the best box of its crop class), so associating that
 box frame to frame by overlap is the tracking this needs. A box cut by the frame edge is never cached: the
-car is still entering and its crop will change. A text node's read of nothing is kept the same way (it casts no
-vote; ``PipelineEngine._reusable``), a text it read never is.
+car is still entering and its crop will change.
 """
 
 from __future__ import annotations
@@ -46,16 +45,13 @@ class ClassificationReuse:
     misses: int = 0
     _entries: dict[str, _Entry] = field(default_factory=dict)
 
-    def lookup(self, branch: str, box: BoxXYXY, now: float, *, counted: bool = True) -> NodeResult | None:
-        """The cached result for this vehicle, if still good; ``counted``: in ``hits``/``misses`` (classifications)."""
+    def lookup(self, branch: str, box: BoxXYXY, now: float) -> NodeResult | None:
         entry = self._entries.get(branch)
         if (entry is None or now - entry.at > self.max_age_s or iou(entry.box, box) < self.min_iou
                 or _area(box) > self.growth * _area(entry.box)):
-            if counted:
-                self.misses += 1
+            self.misses += 1
             return None
-        if counted:
-            self.hits += 1
+        self.hits += 1
         return entry.result
 
     def store(self, branch: str, box: BoxXYXY, result: NodeResult, now: float, frame_size: tuple[int, int]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import json
 import uuid
 import zipfile
@@ -24,7 +23,6 @@ from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.ocr import recognisers
 from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
-from camera_pod.pipeline.reuse import ClassificationReuse
 from camera_pod.processing import Announcement, DisplayProcessor
 from camera_pod.visits import VisitTracker
 from tests.conftest import REDIS_URL
@@ -189,35 +187,6 @@ def test_no_plate_is_no_text_and_a_null_column(plated: LoadedArchive) -> None:
     assert "license_plate" not in result.classified_fields()
     assert result.all_nodes()["plate_ocr"].fields() == {"text": None, "confidence": None, "license_plate": None}
     assert [row["license_character"] for row in sink.rows] == [None]  # NULL, never '' (nor a guess)
-
-
-class _CountingReader:
-    """The archive's real text reader, its reads counted."""
-
-    def __init__(self, reader: Any) -> None:
-        self.reader, self.calls = reader, 0
-
-    def read(self, crop: np.ndarray) -> TextRead:
-        self.calls += 1
-        return self.reader.read(crop)  # type: ignore[no-any-return]
-
-
-@pytest.mark.parametrize(("printed", "reads"), [("", 1), ("KL 482 TX", 3)], ids=["no plate", "a plate"])
-def test_a_read_of_nothing_is_reused_for_the_same_car_a_read_text_never(plated: LoadedArchive, printed: str,
-                                                                         reads: int) -> None:
-    """A car without a plate costs the text detector once per reuse period; every read text is a fresh vote."""
-    counting = _CountingReader(plated.readers["plate_ocr"])
-    archive = dataclasses.replace(plated, readers={"plate_ocr": counting})
-    engine = PipelineEngine(archive, None)
-    reuse = ClassificationReuse(max_age_s=60)
-    try:
-        results = [asyncio.run(engine.process(_scene(printed), FrameContext("d;c", "d"), act=False, reuse=reuse))
-                   for _ in range(3)]
-    finally:
-        engine.close()
-    assert counting.calls == reads
-    assert {r.all_nodes()["plate_ocr"].fields()["text"] for r in results} == {printed.replace(" ", "") or None}
-    assert reuse.hits + reuse.misses == 2 * 3, "only the classifiers' lookups are counted as classifications"
 
 
 def _unreadable_scene(kind: str) -> np.ndarray:
