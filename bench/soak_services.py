@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+
+from tests.support.redis_keys import delete_keys
 
 SCHEMA, TABLE = "gas_station_1", "car_frontal_info"  # what the fixture archive's pipeline.json writes
 
@@ -47,12 +48,7 @@ def postgres_rows(postgres_dsn: str, tag: str) -> int | None:
 
 def clean(redis_url: str, postgres_dsn: str, tag: str) -> None:
     """Remove what the run's displays wrote: ``inference:<tag>-*`` keys and their rows."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        for key in client.scan_iter(f"inference:{tag}-*"):
-            client.delete(key)
-    finally:
-        client.close()
+    delete_keys(redis_url, f"inference:{tag}-*")
     with psycopg.connect(postgres_dsn, autocommit=True) as connection:
         if _table_exists(connection):
             query = sql.SQL("DELETE FROM {} WHERE display_id LIKE %s").format(sql.Identifier(SCHEMA, TABLE))

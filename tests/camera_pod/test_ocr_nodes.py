@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 import psycopg
 import pytest
-import redis
 
 from camera_pod.commands.tree import render_tree
 from camera_pod.mpta.errors import MptaError
@@ -28,6 +27,7 @@ from camera_pod.visits import VisitTracker
 from tests.conftest import REDIS_URL
 from tests.fixtures import plates, scenes
 from tests.support.action_sinks import real_sink
+from tests.support.redis_keys import delete_keys
 
 PLATE_OCR = {"type": "ocr", "modelId": "plate_ocr", "triggerClasses": ["Frontal"], "minConfidence": 0.5,
              "crop": True, "cropClass": "Frontal", "parallel": True}
@@ -237,12 +237,7 @@ async def test_the_row_gets_the_plate_or_null_in_the_real_database(plated: Loade
         assert rows == [(result.session_id, expected, expected is None, True)]
     finally:
         pg.execute("DELETE FROM gas_station_1.car_frontal_info WHERE display_id = %s", (display_id,))
-        client = redis.Redis.from_url(REDIS_URL)
-        try:
-            for key in client.scan_iter(f"inference:{display_id}:*"):
-                client.delete(key)
-        finally:
-            client.close()
+        delete_keys(REDIS_URL, f"inference:{display_id}:*")
 
 
 CLIP = [("Toyota", "Sedan", (40, 40, 200), "KL 482 TX"), ("Ford", "Pickup", (235, 235, 235), "7ABC123"),

@@ -21,12 +21,12 @@ from typing import Any
 import httpx
 import psutil
 import psycopg
-import redis
 import websockets
 
 from tests.conftest import FIXTURES, POSTGRES_DSN, REDIS_URL
 from tests.support import snapshot_server
 from tests.support.model_server import serve_files
+from tests.support.redis_keys import delete_keys
 from tests.support.servers import RtspServer, free_port
 from tests.support.snapshot_server import SnapshotCamera
 
@@ -219,11 +219,8 @@ def camera_servers(video: Path = VIDEO) -> Iterator[tuple[RtspServer, SnapshotCa
 def clean_outputs(displays: Iterable[str]) -> None:
     """Delete what earlier runs of these displays wrote to Redis and PostgreSQL."""
     displays = list(displays)
-    client = redis.Redis.from_url(REDIS_URL)
     for display in displays:
-        for key in client.scan_iter(f"inference:{display}:*"):
-            client.delete(key)
-    client.close()
+        delete_keys(REDIS_URL, f"inference:{display}:*")
     with psycopg.connect(POSTGRES_DSN, autocommit=True) as connection:
         row = connection.execute("SELECT to_regclass('gas_station_1.car_frontal_info')").fetchone()
         if row is not None and row[0] is not None:
