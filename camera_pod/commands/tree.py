@@ -50,6 +50,8 @@ def _ocr_text(archive: LoadedArchive, node: OcrNode) -> str:
     rules = f"text ≥ {node.minTextConfidence}, {node.minLength}-{node.maxLength} of {len(node.allowedCharacters)} chars"
     if node.pattern:
         rules += f", pattern {node.pattern}" + (f" → {node.replacement}" if node.replacement else "")
+    if not node.detectLines:
+        rules += ", one line"
     parts.append(rules)
     parts.append(f"→ {node.resultField}")
     return "  ".join(parts)

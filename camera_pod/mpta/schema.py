@@ -149,6 +149,8 @@ class OcrNode(_Closed):
     pattern: str | None = Field(None, min_length=1, max_length=patterns.MAX_PATTERN_CHARS)
     replacement: str | None = Field(None, max_length=patterns.MAX_REPLACEMENT_CHARS)
     resultField: str = Field("license_plate", max_length=63, pattern=FIELD_NAME)
+    detectLines: bool = Field(True, description="false: the crop is one line of text (a plate detector's plate), "
+                                                "recognised whole without the text detector")
 
     @field_validator("modelFile")
     @classmethod

@@ -44,11 +44,13 @@ class TextRules:
     max_length: int
     pattern: re.Pattern[str] | None = None
     replacement: str | None = None
+    detect_lines: bool = True  # False: the crop is one line, recognised whole (no text detector)
 
     @classmethod
     def from_node(cls, node: OcrNode) -> TextRules:
         return cls(frozenset(node.allowedCharacters.upper()), node.minTextConfidence, node.minLength,
-                   node.maxLength, re.compile(node.pattern) if node.pattern else None, node.replacement)
+                   node.maxLength, re.compile(node.pattern) if node.pattern else None, node.replacement,
+                   node.detectLines)
 
     def normalise(self, raw: str) -> str | None:
         """The canonical text of a raw read; None when it cannot be a value (length, pattern)."""
@@ -111,4 +113,7 @@ class TextReader:
 
     def read(self, crop: Image) -> TextRead:
         # A line too narrow for minLength characters is not even recognised (a car front boxed whole, a headlight).
-        return best_read(self.recogniser.lines(crop, CHARACTER_ASPECT * self.rules.min_length), self.rules)
+        min_aspect = CHARACTER_ASPECT * self.rules.min_length
+        lines = self.recogniser.lines(crop, min_aspect) if self.rules.detect_lines \
+            else self.recogniser.whole_line(crop, min_aspect)
+        return best_read(lines, self.rules)

@@ -149,6 +149,22 @@ class Recogniser:
         with self._lock:
             return self._read(np.ascontiguousarray(image), scale, min_aspect)
 
+    def whole_line(self, crop: Image, min_aspect: float = 0.0) -> list[TextLine]:
+        """``crop`` read as one line of text (a plate detector's plate), without the text detector; nothing when it
+        is narrower than ``min_aspect`` times its height."""
+        if crop.ndim != 3 or min(crop.shape[:2]) < 2 or crop.shape[1] < min_aspect * crop.shape[0]:
+            return []
+        from rapidocr.main import RapidOCRError
+
+        with self._lock:
+            try:
+                recognised = self._engine.recognize_txt([np.ascontiguousarray(crop)])
+            except RapidOCRError:
+                return []
+        box = (0.0, 0.0, float(crop.shape[1]), float(crop.shape[0]))
+        return [TextLine(str(text), float(score), box)
+                for text, score in zip(recognised.txts or (), recognised.scores, strict=False) if str(text).strip()]
+
     def _read(self, image: Image, scale: float, min_aspect: float) -> list[TextLine]:
         from rapidocr.main import RapidOCRError
         from rapidocr.utils.process_img import map_boxes_to_original

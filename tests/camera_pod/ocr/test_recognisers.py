@@ -109,3 +109,29 @@ def test_lines_too_narrow_for_the_wanted_text_are_not_recognised(recogniser: rec
     cv2.putText(image, "8", (130, 95), cv2.FONT_HERSHEY_SIMPLEX, 2.5, (20, 20, 20), 6, cv2.LINE_AA)
     assert [line.text for line in recogniser.lines(image)] == ["8"]
     assert recogniser.lines(image, min_aspect=2.0) == []  # (what a 4-character minimum asks: 0.5 x 4)
+
+
+def _plate_crop(printed: str) -> np.ndarray:
+    """A plate as a plate detector crops it (its box, a little loose), degraded as a camera's."""
+    rng = np.random.default_rng(9)
+    image = scenes.render_background(rng, clutter=0)
+    style = plates.PlateStyle(plates.FONTS[0], plates.PLATE_COLOURS[0], 0.8, 4.4, 0.0, 0.09)
+    car = plates.render_car_with_plate_at(image, 150, 150, 320, "Ford", "Sedan", printed, style)
+    x1, y1, x2, y2 = car.plate_box
+    camera_view = plates.degrade(image, rng, blur=0.4, noise=2.0, jpeg_quality=85)
+    return scenes.crop(camera_view, (x1 - 2, y1 - 2, x2 + 2, y2 + 2))
+
+
+def test_a_plate_crop_is_read_whole_as_one_line(recogniser: recognisers.Recogniser) -> None:
+    plate = _plate_crop("KL 482 TX")
+    (line,) = recogniser.whole_line(plate, min_aspect=2.0)
+    assert plates.plate_value(line.text) == "KL482TX" and line.confidence >= 0.8
+    assert line.box == (0.0, 0.0, float(plate.shape[1]), float(plate.shape[0]))
+
+
+def test_a_blank_or_too_narrow_crop_read_whole_gives_no_line_of_text(recogniser: recognisers.Recogniser) -> None:
+    blank = recogniser.whole_line(_plate_crop(""), min_aspect=2.0)
+    assert all(line.confidence < 0.8 or len(plates.plate_value(line.text)) < 4 for line in blank), blank
+    plate = _plate_crop("KL 482 TX")
+    assert recogniser.whole_line(plate[:, : plate.shape[0]], min_aspect=2.0) == []  # square: not a line of 4
+    assert recogniser.whole_line(np.full((1, 40, 3), 200, np.uint8)) == []
