@@ -87,15 +87,16 @@ class _Checker:
     def check_actions(self, path: str, node: Node) -> None:
         saves_image = any(isinstance(a, RedisSaveImage) for a in node.actions)
         children = {branch.modelId: branch for branch in node.branches}
+        under = {descendant.modelId: descendant for _path, descendant in node.walk()[1:]}
         for list_name, actions in (("actions", node.actions), ("parallelActions", node.parallelActions)):
             image_key_ready = saves_image if list_name == "parallelActions" else False
             for index, action in enumerate(actions):
                 action_path = f"{path}.{list_name}[{index}]"
-                self.check_action(action_path, node, action, children, image_key_ready, list_name)
+                self.check_action(action_path, node, action, children, under, image_key_ready, list_name)
                 image_key_ready = image_key_ready or isinstance(action, RedisSaveImage)
 
     def check_action(self, path: str, node: Node, action: Action, children: dict[str, Node | OcrNode],
-                     image_key_ready: bool, list_name: str) -> None:
+                     under: dict[str, Node | OcrNode], image_key_ready: bool, list_name: str) -> None:
         if isinstance(action, RedisSaveImage | RedisPublish) and self.config.redis is None:
             self.add(path, f"{action.type} needs a \"redis\" section in pipeline.json")
         if isinstance(action, PostgresUpdateCombined) and self.config.postgresql is None:
@@ -121,10 +122,10 @@ class _Checker:
                              f"(branches: {', '.join(children) or 'none'})")
             self.check_template(f"{path}.key_value", action.key_value, allowed, {})
             for column, template in action.fields.items():
-                self.check_template(f"{path}.fields.{column}", template, allowed, children)
+                self.check_template(f"{path}.fields.{column}", template, allowed, under)
 
     def check_template(self, path: str, template: str, allowed: set[str],
-                       children: dict[str, Node | OcrNode]) -> None:
+                       under: dict[str, Node | OcrNode]) -> None:
         for placeholder in templates.placeholders(template):
             branch_id = placeholder.branch
             if branch_id is None:
@@ -132,9 +133,10 @@ class _Checker:
                     hint = " (only after a redis_save_image)" if placeholder.name == templates.IMAGE_KEY else ""
                     self.add(path, f"unknown placeholder {{{placeholder.name}}}{hint}")
                 continue
-            branch = children.get(branch_id)
+            branch = under.get(branch_id)
             if branch is None:
-                self.add(path, f"placeholder {{{placeholder.name}}}: {branch_id!r} is not a branch of this node")
+                self.add(path, f"placeholder {{{placeholder.name}}}: {branch_id!r} is not a branch of this node "
+                               "(nor under one)")
             elif placeholder.field not in branch_fields(branch):
                 self.add(path, f"placeholder {{{placeholder.name}}}: branch {branch_id!r} has no field "
                                f"{placeholder.field!r} (has: {', '.join(sorted(branch_fields(branch)))})")

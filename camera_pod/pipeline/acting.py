@@ -70,13 +70,24 @@ async def _publish(action: RedisPublish, scope: ActionScope, sink: ActionSink) -
     return channel
 
 
+class _NothingToWrite(Exception):
+    """Every field of a ``postgresql_update_combined`` names a node that gave nothing on this frame."""
+
+
 async def _upsert(action: PostgresUpdateCombined, scope: ActionScope, sink: ActionSink) -> str:
     values = dict(scope.values)
     for branch_id, branch_fields in scope.branch_values.items():
         values.update({f"{branch_id}.{name}": value for name, value in branch_fields.items()})
     key_value = templates.render(action.key_value, values)
+    # As the original, a field naming a node that gave nothing on this frame (not waited for: a text node under a
+    # plate detector that found no plate) is left out of the write; all left out: nothing is written.
+    unresolved = {column for column, template in action.fields.items()
+                  if any(placeholder.name not in values for placeholder in templates.placeholders(template))}
+    if unresolved and unresolved == set(action.fields):
+        raise _NothingToWrite(f"no field resolved ({', '.join(sorted(unresolved))})")
     # A lone placeholder with no value (a plate not read) is NULL, not '': "unreadable or absent gives null".
-    fields = {column: templates.column_value(template, values) for column, template in action.fields.items()}
+    fields = {column: templates.column_value(template, values) for column, template in action.fields.items()
+              if column not in unresolved}
     schema, table = action.schema_and_table
     await sink.upsert(schema, table, action.key_field, key_value, fields)
     return f"{schema}.{table}[{action.key_field}={key_value}]"
@@ -104,6 +115,8 @@ async def run_action(index: int, action: Action, scope: ActionScope, sink: Actio
             detail = await _publish(action, scope, sink)
         else:
             detail = await _upsert(action, scope, sink)
+    except _NothingToWrite as exc:
+        return outcome("skipped", str(exc))
     except Exception as exc:  # one failing action never stops the others or the camera
         log.error("action failed", extra={"node": scope.node_id, "action": f"{scope.list_name}[{index}]",
                                           "type": action.type, "error": f"{type(exc).__name__}: {exc}"})

@@ -73,6 +73,27 @@ class _Incomplete(Exception):
     """A waited-for branch cannot run on this frame: nothing may be written."""
 
 
+def _branch_values(node: Node, results: Mapping[str, NodeResult],
+                   known_reads: Mapping[str, TextRead]) -> dict[str, dict[str, object]]:
+    """What ``parallelActions`` templates read: each branch's fields, and those of the nodes under them (a text
+    node on a plate detector's plate: ``{plate_ocr.text}``). As the original, a node that yielded nothing (a
+    detector that found nothing) has not finished and gives no fields. A read the run already knows (a visit's voted
+    plate, for its write) stands even where its node did not run on this frame (the plate detector missed the plate
+    on the visit's best frame)."""
+    values: dict[str, dict[str, object]] = {}
+    pending = list(results.values())
+    while pending:
+        result = pending.pop(0)
+        if result.yielded:
+            values.setdefault(result.model_id, result.fields())
+        pending.extend(result.branches.values())
+    for _path, under in node.walk()[1:]:
+        if isinstance(under, OcrNode) and under.modelId not in values and under.modelId in known_reads:
+            read = NodeResult(under.modelId, "ocr", reading=known_reads[under.modelId], result_field=under.resultField)
+            values[under.modelId] = read.fields()
+    return values
+
+
 class _SharedPasses:
     """The root detector's pass on a frame, shared by the calls that name the same frame (``share``): displays of
     one camera on the same archive with the same crop (or none) run one detector pass per frame between them."""
@@ -183,8 +204,7 @@ class PipelineEngine:
         branch_results = await self._run_branches(triggered, image, regions, run, skipped)
         if node.parallelActions:
             scope.list_name = "parallelActions"
-            # As the original: a branch that yielded nothing (a detector that found nothing) has not finished.
-            scope.branch_values = {bid: result.fields() for bid, result in branch_results.items() if result.yielded}
+            scope.branch_values = _branch_values(node, branch_results, run.context.reads)
             scope.values["session_id"] = run.session_id
             run.outcomes.extend(await run_actions(node.parallelActions, scope, run.sink))
         return NodeResult(node.modelId, "detect", detections, regions, branches=branch_results,
