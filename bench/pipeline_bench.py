@@ -21,9 +21,10 @@ archive on tests/fixtures/media/pump.mp4: three cars that each stand about 20 s 
 pipeline only) and ``yolov8n-640`` (an untrained YOLOv8n detector at 640, built offline from its YAML, packed with
 the fixture classifiers; it detects nothing, so its detector stage is also measured alone) and ``plates``: what
 licence plates cost, ours only (the configured backend, gating on): tests/fixtures/gas_station_plates.mpta (the
-same models plus a ``plate_ocr`` text branch on Frontal) against the plate-free gas_station.mpta on the same frames,
-on pump.mp4 (every car carries a plate) and on a clip drawn in memory of the fixture's cars with blank plates
-(``tests/fixtures/plates.plated_clip``: visits without a readable plate). Each text node's reads are timed where
+same models plus a plate detector on Frontal and a ``plate_ocr`` text node on its plate) against the plate-free
+gas_station.mpta on the same frames, on pump.mp4 (every car carries a plate) and on clips drawn in memory of the
+fixture's cars (``tests/fixtures/plates.plated_clip``) with blank plates (a plate with nothing to read) and with no
+plate at all. Each text node's reads are timed where
 they run (wall and the reading thread's CPU, split by whether a plate was read), the visits announced are counted
 (and the frames they were announced on, which must not move), and the plates archive's frames/s, CPU ms/frame and
 CPU per visit are set against the plate-free archive's in the same run.
@@ -81,15 +82,19 @@ PUMP_QUICK_FRAMES = 300  # --quick on pump.mp4: from the first car's arrival (fr
 PUMP_QUICK_FIRST_FRAME = 30
 FIXTURE_MPTA = common.REPO / "tests" / "fixtures" / "gas_station.mpta"
 PLATES_MPTA = common.REPO / "tests" / "fixtures" / "gas_station_plates.mpta"  # FIXTURE_MPTA + a plate_ocr branch
-# --video: not a file but a clip drawn in memory: the fixture's cars, each with a blank plate (no text to read).
-BLANK_PLATES = "blank-plates"
-BLANK_CARS = (("Toyota", "Sedan", (40, 40, 200), ""), ("Ford", "Pickup", (235, 235, 235), ""),
-              ("BMW", "SUV", (30, 30, 30), ""), ("Honda", "Sedan", (200, 200, 200), ""))
-# --quick on it: from 4 frames before the first car stops (plated_clip: a 6-frame gap, 12 frames driving in, 15
+# --video: not a file but a clip drawn in memory: the fixture's cars, each with a blank plate (a plate, no text to
+# read), or with no plate at all.
+BLANK_PLATES, NO_PLATES = "blank-plates", "no-plates"
+_CLIP_CARS = (("Toyota", "Sedan", (40, 40, 200)), ("Ford", "Pickup", (235, 235, 235)), ("BMW", "SUV", (30, 30, 30)),
+              ("Honda", "Sedan", (200, 200, 200)))
+DRAWN_CLIPS = {BLANK_PLATES: tuple((*car, "") for car in _CLIP_CARS),
+               NO_PLATES: tuple((*car, None) for car in _CLIP_CARS)}
+# --quick on one: from 4 frames before the first car stops (plated_clip: a 6-frame gap, 12 frames driving in, 15
 # standing, 10 leaving, a 6-frame gap per car) to the end of the second car's gap: two visits.
-BLANK_QUICK_FIRST_FRAME, BLANK_QUICK_FRAMES = 14, 78
+DRAWN_QUICK_FIRST_FRAME, DRAWN_QUICK_FRAMES = 14, 78
 # The plates scenario's stages: (stage, the frames it runs on).
-PLATES_STAGES = (("pump.mp4, plated cars", str(PUMP_VIDEO)), ("blank plates", BLANK_PLATES))
+PLATES_STAGES = (("pump.mp4, plated cars", str(PUMP_VIDEO)), ("blank plates", BLANK_PLATES),
+                 ("no plates", NO_PLATES))
 PLATE_FREE, PLATED = "plate-free archive", "plates archive"
 IDENTIFIER = "display-1;cam-1"
 WARM_FRAMES = (30, 31, 32)  # a car stopped at the pump: every model runs during warm-up
@@ -105,18 +110,19 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 FrameStep = Callable[[np.ndarray, float], Awaitable[StepResult]]
 
 
-def blank_plates_clip() -> list[np.ndarray]:
-    """``BLANK_CARS`` driving in, standing and leaving one after another (640x480, 10 frames/s), drawn in memory."""
+def drawn_clip(name: str) -> list[np.ndarray]:
+    """``DRAWN_CLIPS[name]``'s cars driving in, standing and leaving one after another (640x480, 10 frames/s), drawn
+    in memory."""
     from tests.fixtures import plates
 
-    frames, _visits = plates.plated_clip(BLANK_CARS)
+    frames, _visits = plates.plated_clip(DRAWN_CLIPS[name])
     return frames
 
 
 def scenario_frames(count: int | None, first: int, video: str | None) -> list[np.ndarray]:
-    """The frames a variant is measured on: ``count`` from ``first`` of a test video or of ``BLANK_PLATES``."""
-    if video == BLANK_PLATES:
-        frames = blank_plates_clip()[first:]
+    """The frames a variant is measured on: ``count`` from ``first`` of a test video or of a ``DRAWN_CLIPS`` one."""
+    if video in DRAWN_CLIPS:
+        frames = drawn_clip(video)[first:]
         return frames[:count] if count is not None else frames
     return decode(count, first, video=Path(video) if video else VIDEO)
 
@@ -614,7 +620,7 @@ class Job:
     variant: str  # the child's --variant
     flavour: Flavour | None = None  # None: the baseline
     archive: str = ""  # "": the scenario's archive
-    video: str = ""  # "": the scenario's video (a file, or BLANK_PLATES)
+    video: str = ""  # "": the scenario's video (a file, or a DRAWN_CLIPS name)
 
     @property
     def key(self) -> str:
@@ -632,14 +638,15 @@ class Plan:
     archives: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     pump_frames: int | None = None  # None: all 840
-    blank_frames: int | None = None  # None: the whole BLANK_PLATES clip (178 frames)
+    drawn_frames: int | None = None  # None: the whole of a DRAWN_CLIPS clip (178 frames)
 
     def first_frame_of(self, video: str) -> int:
         """Where a variant starts on ``video``: 0, or with --quick where the first car arrives."""
         if not self.first_frame:
             return 0
-        return {str(PUMP_VIDEO): PUMP_QUICK_FIRST_FRAME, BLANK_PLATES: BLANK_QUICK_FIRST_FRAME}.get(video,
-                                                                                                    self.first_frame)
+        if video in DRAWN_CLIPS:
+            return DRAWN_QUICK_FIRST_FRAME
+        return PUMP_QUICK_FIRST_FRAME if video == str(PUMP_VIDEO) else self.first_frame
 
     def run(self, key: str, archive: str, variant: str, *, flavour: Flavour | None = None,
             rate: float | None = None, frames: int | None = None, scenario: str = "fixture",
@@ -692,8 +699,8 @@ class Plan:
             for job in jobs if index % 2 == 0 else reversed(jobs):
                 video = job.video or str(SCENARIO_VIDEOS.get(job.scenario, VIDEO))
                 frames = min(self.frames or REALISTIC_FRAMES, REALISTIC_FRAMES) if job.scenario == "yolov8n-640" \
-                    else self.pump_frames if video == str(PUMP_VIDEO) else self.blank_frames \
-                    if video == BLANK_PLATES else None
+                    else self.pump_frames if video == str(PUMP_VIDEO) else self.drawn_frames \
+                    if video in DRAWN_CLIPS else None
                 result = self.run(f"round {index + 1}: {job.key}", job.archive or self.archives[job.scenario],
                                   job.variant, flavour=job.flavour, frames=frames, scenario=job.scenario, video=video)
                 best = self.results.get(job.key)
@@ -902,7 +909,7 @@ def main() -> None:
         plan = Plan(frames, QUICK_FIRST_FRAME if args.quick else 0, args.baseline_tracker, args.device,
                     flavours(args.device), cache=str(Path(scratch) / "cache"),
                     pump_frames=args.frames or (PUMP_QUICK_FRAMES if args.quick else None),
-                    blank_frames=args.frames or (BLANK_QUICK_FRAMES if args.quick else None))
+                    drawn_frames=args.frames or (DRAWN_QUICK_FRAMES if args.quick else None))
         print("  preparing the yolov8n-640 archive and the ONNX exports, counting GFLOPs ...", file=sys.stderr,
               flush=True)
         prepared = common.run_child(SCRIPT, ["--variant", "prepare", "--out", scratch])
@@ -992,11 +999,12 @@ def report(plan: Plan, prepared: dict[str, Any], rows: list[list[object]], limit
              "OCR ms per read: none (p90), reads", "OCR CPU ms/read", "OCR % of CPU", "OCR CPU s/visit",
              "CPU s/visit"], plates,
             [f"Ours with {plan.flavours[0].label.removeprefix('ours ')}, gating on, one display: "
-             f"{FIXTURE_MPTA.name} ({PLATE_FREE}) and {PLATES_MPTA.name} ({PLATED}: the same models plus a plate_ocr "
-             "text branch on Frontal) on the same frames, each in its own process. 'pump.mp4, plated cars': every "
-             "car carries a plate; 'blank plates': the fixture's cars drawn with blank plates "
-             "(tests/fixtures/plates.plated_clip), visits with no plate to read. A text node reads once per frame the "
-             "detector runs with a Frontal (OCR reads = frames that ran OCR), timed on the inference thread that "
+             f"{FIXTURE_MPTA.name} ({PLATE_FREE}) and {PLATES_MPTA.name} ({PLATED}: the same models plus a plate "
+             "detector on Frontal and a plate_ocr text node on its plate) on the same frames, each in its own process. "
+             "'pump.mp4, plated cars': every car carries a plate; 'blank plates': the fixture's cars drawn with blank "
+             "plates (tests/fixtures/plates.plated_clip), a plate with nothing to read; 'no plates': the same cars "
+             "without a plate. A text node reads once per frame the plate detector finds a plate (OCR reads = frames "
+             "that ran OCR), timed on the inference thread that "
              "runs it: wall ms (mean, p90), split by whether it read a plate, and that thread's CPU. OCR CPU s/visit "
              "= the reads' CPU ÷ visits announced; CPU s/visit = the whole process's CPU ÷ visits announced (the "
              "ratio row: plates − plate-free, what plates add per visit). 'announced at frame': the video frames "

@@ -64,16 +64,18 @@ def test_pipeline_bench_quick(tmp_path: Path) -> None:
     assert results["gflops"]["yolov8n-640"]["detector"] > 10 * results["gflops"]["fixture"]["detector"] > 0
     # Plates: the plate-free and the plates archive on the same frames (ours only); only the plates one reads.
     plates = {key: run for key, run in measured.items() if key.startswith("plates")}
-    assert len(plates) == 4 and {run["backend"] for run in plates.values()} == {"onnx CPUExecutionProvider"}
+    assert len(plates) == 6 and {run["backend"] for run in plates.values()} == {"onnx CPUExecutionProvider"}
     for key, run in plates.items():
         assert ("ocr_reads" in run) is key.endswith("plates archive"), key
-    read = [run for run in plates.values() if "ocr_reads" in run]
+    assert all(run["ocr_reads"] == 0 for key, run in plates.items() if "no plates" in key and "ocr_reads" in run), \
+        "a front without a plate is never read"
+    read = [run for key, run in plates.items() if "ocr_reads" in run and "no plates" not in key]
     assert all(run["ocr_reads"] > 0 and run["ocr_reads"] == run["ocr_reads_plate"] + run["ocr_reads_none"]
                and positive(run["ocr_cpu_s"]) and 0 < run["ocr_cpu_share"] < 1 for run in read), read
     assert all(run["ocr_reads_plate"] == 0 for key, run in plates.items()
                if "blank plates" in key and "ocr_reads" in run), "a blank plate reads nothing"
     plate_rows = [line for line in stdout.splitlines() if "| plates archive / plate-free archive |" in line]
-    assert len(plate_rows) == 2
+    assert len(plate_rows) == 3
     for line in plate_rows:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert all(math.isfinite(float(cell)) and float(cell) > 0 for cell in cells[3:6]), line
