@@ -15,6 +15,7 @@ from camera_pod.metrics import PodMetrics
 from camera_pod.mpta.fetching import DownloadLimits
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.mpta.schema import PipelineConfig
+from camera_pod.ocr.recognisers import Recognisers
 from camera_pod.outbox_actions import ActionOutbox, DurableSink, outbox_path
 from camera_pod.outbox_store import OutboxStore
 from camera_pod.pipeline.engine import PipelineEngine
@@ -45,7 +46,8 @@ class LoadedPipelines:
     def __post_init__(self) -> None:
         limits = DownloadLimits.from_settings(self.settings)
         load_model = selection.model_loader(self.settings.cache_dir, selection.options_from_settings(self.settings))
-        self.store = ArchiveStore(self.settings.cache_dir, download_limits=limits, load_model=load_model)
+        self.store = ArchiveStore(self.settings.cache_dir, download_limits=limits, load_model=load_model,
+                                  recognisers=Recognisers(self.settings.ocr_threads))
 
     async def load(self, url: str) -> LoadedPipeline:
         archive = await self.store.load(url)

@@ -25,6 +25,8 @@ class PodSettings(BaseSettings):
     mpta_total_timeout_s: float = Field(900.0, gt=0, description="a whole .mpta download, however slowly it trickles")
     auth_token: SecretStr | None = Field(None, description="presented to the broker (its DETECTOR_AUTH_TOKEN)")
     inference_workers: int = Field(4, ge=1, le=64, description="threads for model calls (parallel branches)")
+    ocr_threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads per text read (licence plates); "
+                                                         "more only where the pod has cores to spare")
     classify_interval_s: float = Field(2.0, ge=0, description="re-run a vehicle's classifiers at least this often; "
                                                                   "0 classifies every frame")
     classify_growth: float = Field(1.3, ge=1.0, description="re-run them when the vehicle's box grows this much")

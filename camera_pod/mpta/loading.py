@@ -20,6 +20,7 @@ from camera_pod.mpta.errors import MptaError, issues_from_validation
 from camera_pod.mpta.schema import PipelineConfig
 from camera_pod.mpta.validating import load_readers, validate
 from camera_pod.ocr.reading import TextReader
+from camera_pod.ocr.recognisers import Recognisers
 from detector.kit.file_locks import file_lock
 from detector.kit.redaction import redact_url
 
@@ -56,11 +57,12 @@ def parse_pipeline(path: Path) -> PipelineConfig:
         raise MptaError(issues_from_validation(exc)) from exc
 
 
-def load_extracted(root: Path, load_model: Callable[[Path], Model], sha256: str = "") -> LoadedArchive:
+def load_extracted(root: Path, load_model: Callable[[Path], Model], recognisers: Recognisers,
+                   sha256: str = "") -> LoadedArchive:
     """Parse and validate an extracted archive folder, loading each model file once."""
     config = parse_pipeline(root / extracting.PIPELINE_FILE)
     models, issues = validate(config, root, load_model)
-    readers, reader_issues = load_readers(config, root)
+    readers, reader_issues = load_readers(config, root, recognisers)
     if issues or reader_issues:
         raise MptaError(issues + reader_issues)
     return LoadedArchive(sha256, root, config, models, readers)
@@ -79,6 +81,7 @@ class ArchiveStore:
     download_limits: fetching.DownloadLimits = field(default_factory=fetching.DownloadLimits)
     extraction_limits: extracting.ExtractionLimits = field(default_factory=extracting.ExtractionLimits)
     load_model: Callable[[Path], Model] | None = None
+    recognisers: Recognisers = field(default_factory=Recognisers)  # text nodes' recognisers, shared by archives
     _load_model: Callable[[Path], Model] = field(init=False)
     _loaded: dict[str, LoadedArchive] = field(default_factory=dict, init=False)
     _sha_by_source: dict[str, str] = field(default_factory=dict, init=False)
@@ -153,4 +156,4 @@ class ArchiveStore:
                     raise
                 os.replace(staging, target)
                 marker.touch()
-        return load_extracted(extracting.find_pipeline_root(target), self._load_model, sha)
+        return load_extracted(extracting.find_pipeline_root(target), self._load_model, self.recognisers, sha)

@@ -185,8 +185,9 @@ def validate(config: PipelineConfig, root: Path, load_model: Callable[[Path], Mo
     return models, issues
 
 
-def load_readers(config: PipelineConfig, root: Path) -> tuple[dict[str, TextReader], list[Issue]]:
-    """The recogniser and rules of every text node, by modelId: the bundled recogniser (loaded once per process)
+def load_readers(config: PipelineConfig, root: Path,
+                 pool: recognisers.Recognisers) -> tuple[dict[str, TextReader], list[Issue]]:
+    """The recogniser and rules of every text node, by modelId: ``pool``'s bundled recogniser (loaded once, shared)
     or the archive's own recognition model."""
     readers: dict[str, TextReader] = {}
     issues: list[Issue] = []
@@ -198,7 +199,7 @@ def load_readers(config: PipelineConfig, root: Path) -> tuple[dict[str, TextRead
             issues.append(Issue(f"{path}.modelFile", f"file not in archive: {node.modelFile!r}"))
             continue
         try:
-            readers[node.modelId] = TextReader(recognisers.load(file), TextRules.from_node(node))
+            readers[node.modelId] = TextReader(pool.load(file), TextRules.from_node(node))
         except PermanentError as exc:
             issues.append(Issue(f"{path}.modelFile" if file is not None else path, str(exc)))
     return readers, issues

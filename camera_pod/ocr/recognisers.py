@@ -190,20 +190,22 @@ class Recogniser:
                 if str(text).strip()]
 
 
-_shared: dict[int, Recogniser] = {}
-_shared_lock = threading.Lock()
+class Recognisers:
+    """The recognisers of one archive store (one per camera pod): the bundled one loaded once, on first use, and
+    shared by every archive that uses it; an archive's own model loaded for that archive."""
 
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+        self._bundled: Recogniser | None = None
+        self._lock = threading.Lock()
 
-def bundled(threads: int | None = None) -> Recogniser:
-    """The process's recogniser on the bundled models, loaded once and shared by every archive that uses it."""
-    key = threads or 0
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = Recogniser(BUNDLED_RECOGNITION, threads=threads)
-            log.info("text recogniser loaded", extra={"model": BUNDLED_RECOGNITION.name})
-        return _shared[key]
+    def bundled(self) -> Recogniser:
+        with self._lock:
+            if self._bundled is None:
+                self._bundled = Recogniser(BUNDLED_RECOGNITION, threads=self.threads)
+                log.info("text recogniser loaded", extra={"model": BUNDLED_RECOGNITION.name})
+            return self._bundled
 
-
-def load(recognition: Path | None, threads: int | None = None) -> Recogniser:
-    """The bundled recogniser (``recognition`` None), or one on an archive's own recognition model."""
-    return bundled(threads) if recognition is None else Recogniser(recognition, threads=threads)
+    def load(self, recognition: Path | None) -> Recogniser:
+        """The bundled recogniser (``recognition`` None), or one on an archive's own recognition model."""
+        return self.bundled() if recognition is None else Recogniser(recognition, threads=self.threads)

@@ -19,7 +19,6 @@ import pytest
 from camera_pod.commands.tree import render_tree
 from camera_pod.mpta.errors import MptaError
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
-from camera_pod.ocr import recognisers
 from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.processing import Announcement, DisplayProcessor
@@ -124,8 +123,8 @@ def plated(store: ArchiveStore, make: Callable[..., Path]) -> LoadedArchive:
     return store.load_blocking(str(make(with_plates)))
 
 
-def test_an_archive_with_a_text_node_loads_and_shows_it(plated: LoadedArchive) -> None:
-    assert plated.readers["plate_ocr"].recogniser is recognisers.bundled()
+def test_an_archive_with_a_text_node_loads_and_shows_it(plated: LoadedArchive, store: ArchiveStore) -> None:
+    assert plated.readers["plate_ocr"].recogniser is store.recognisers.bundled()
     assert set(plated.models) == {"car_frontal_detection_v1", "car_brand_cls_v1", "car_bodytype_cls_v1"}
     assert "├── plate_ocr [ocr: PP-OCRv6_rec_small.onnx]  on Frontal ≥ 0.5  crop Frontal  parallel  " \
            "text ≥ 0.8, 4-12 of 36 chars  → license_plate" in render_tree(plated)

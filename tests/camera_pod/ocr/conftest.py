@@ -16,8 +16,13 @@ def ocr_node(**fields: Any) -> OcrNode:
 
 
 @pytest.fixture(scope="session")
-def recogniser() -> recognisers.Recogniser:
-    return recognisers.bundled()
+def pool() -> recognisers.Recognisers:
+    return recognisers.Recognisers()
+
+
+@pytest.fixture(scope="session")
+def recogniser(pool: recognisers.Recognisers) -> recognisers.Recogniser:
+    return pool.bundled()
 
 
 @pytest.fixture(scope="session")

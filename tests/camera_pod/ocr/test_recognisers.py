@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -67,8 +68,9 @@ def test_threads_are_bounded(recogniser: recognisers.Recogniser) -> None:
     assert recogniser._engine.cfg.EngineConfig.onnxruntime.intra_op_num_threads == recogniser.threads
 
 
-def test_the_bundled_recogniser_is_loaded_once(recogniser: recognisers.Recogniser) -> None:
-    assert recognisers.load(None) is recogniser is recognisers.bundled()
+def test_the_bundled_recogniser_is_loaded_once(pool: recognisers.Recognisers,
+                                               recogniser: recognisers.Recogniser) -> None:
+    assert pool.load(None) is recogniser is pool.bundled()
 
 
 def test_a_recognition_model_without_its_dictionary_is_refused(tmp_path: Path) -> None:
@@ -77,7 +79,7 @@ def test_a_recognition_model_without_its_dictionary_is_refused(tmp_path: Path) -
     bare = tmp_path / "rec.onnx"
     onnx.save(model, str(bare))
     with pytest.raises(recognisers.RecogniserError, match="no 'character' metadata"):
-        recognisers.load(bare)
+        recognisers.Recognisers().load(bare)
 
 
 @pytest.mark.parametrize(("content", "problem"), [
@@ -89,14 +91,16 @@ def test_a_broken_recognition_model_is_refused(tmp_path: Path, content: bytes | 
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(recognisers.RecogniserError, match=problem):
-        recognisers.load(path)
+        recognisers.Recognisers().load(path)
 
 
-def test_an_archive_model_with_its_dictionary_is_loaded_the_same_way(tmp_path: Path) -> None:
+def test_an_archive_model_with_its_dictionary_is_loaded_the_same_way(tmp_path: Path,
+                                                                    pool: recognisers.Recognisers) -> None:
     own = tmp_path / "rec.onnx"
     own.write_bytes(recognisers.BUNDLED_RECOGNITION.read_bytes())  # stands in for another script's model
-    reader = recognisers.load(own, threads=1)
-    assert reader is not recognisers.bundled() and reader.model_paths == (recognisers.BUNDLED_DETECTION, own)
+    reader = pool.load(own)
+    assert reader is not pool.bundled() and reader.model_paths == (recognisers.BUNDLED_DETECTION, own)
+    assert recognisers.Recognisers(threads=2).load(own).threads == min(2, len(os.sched_getaffinity(0)))
     rng = np.random.default_rng(5)
     image = scenes.render_background(rng, clutter=0)
     car = plates.render_car_with_plate_at(image, 150, 150, 360, "Ford", "Sedan", "KL 482 TX", plates.random_style(rng))
