@@ -10,10 +10,9 @@ import av
 import cv2
 import numpy as np
 
-from camera_pod.inference.models import Image
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.errors import EndOfStream, StreamConfigError
-from camera_pod.streams.frames import to_bgr
+from camera_pod.streams.frames import Source
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -31,7 +30,7 @@ class FileConnection:
     def __exit__(self, *_: object) -> None:
         pass
 
-    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Image, float]]:
+    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Source, float]]:
         if self._path.suffix.lower() in IMAGE_SUFFIXES:
             image = cv2.imread(str(self._path), cv2.IMREAD_COLOR)
             if image is None:
@@ -55,5 +54,5 @@ class FileConnection:
                     delay = started + index / rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                yield to_bgr(frame), time.time()
+                yield frame, time.time()
         raise EndOfStream(f"{self._path}: end of file")
