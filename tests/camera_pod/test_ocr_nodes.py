@@ -25,7 +25,7 @@ from camera_pod.processing import Announcement, DisplayProcessor
 from camera_pod.visits import VisitTracker
 from tests.conftest import REDIS_URL
 from tests.fixtures import plates, scenes
-from tests.support.action_sinks import real_sink
+from tests.support.action_sinks import RowRecorder, real_sink
 from tests.support.redis_keys import delete_keys
 
 PLATE_OCR = {"type": "ocr", "modelId": "plate_ocr", "triggerClasses": ["Frontal"], "minConfidence": 0.5,
@@ -130,26 +130,6 @@ def test_an_archive_with_a_text_node_loads_and_shows_it(plated: LoadedArchive, s
            "text ≥ 0.8, 4-12 of 36 chars  → license_plate" in render_tree(plated)
 
 
-class _Recorder:
-    """An action sink that keeps the rows it is given."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, str | None]] = []
-
-    async def save_image(self, key: str, data: bytes, expire_seconds: int | None) -> None:
-        pass
-
-    async def publish(self, channel: str, message: str) -> None:
-        pass
-
-    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
-                     fields: Mapping[str, str | None]) -> None:
-        self.rows.append(dict(fields))
-
-    async def create_initial_record(self, display_id: str, captured_timestamp: str, session_id: str) -> None:
-        pass
-
-
 def _scene(printed: str) -> np.ndarray:
     rng = np.random.default_rng(31)
     image = scenes.render_background(rng, clutter=0)
@@ -161,7 +141,7 @@ def _scene(printed: str) -> np.ndarray:
 @pytest.mark.parametrize("reads", [{}, {"plate_ocr": TextRead("KL482TX", 0.97, "KL482TX")}], ids=["read", "voted"])
 def test_the_engine_reads_the_plate_into_fields_and_templates(plated: LoadedArchive,
                                                               reads: dict[str, TextRead]) -> None:
-    sink = _Recorder()
+    sink = RowRecorder()
     engine = PipelineEngine(plated, sink)
     printed = "KL 482 TX" if not reads else "ZZ 999 ZZ"  # a known read (the visit's vote) is used as it is
     try:
@@ -177,7 +157,7 @@ def test_the_engine_reads_the_plate_into_fields_and_templates(plated: LoadedArch
 
 
 def test_no_plate_is_no_text_and_a_null_column(plated: LoadedArchive) -> None:
-    sink = _Recorder()
+    sink = RowRecorder()
     engine = PipelineEngine(plated, sink)
     try:
         result = asyncio.run(engine.process(_scene(""), FrameContext("d;c", "d")))
@@ -249,7 +229,7 @@ def test_each_visit_of_a_plated_clip_carries_its_plate_into_the_event_and_the_ro
     voted plate, writing the row. A visit with no readable plate carries none and writes None (NULL)."""
     frames, truth = plates.plated_clip(CLIP)
     tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
-    sink = _Recorder()
+    sink = RowRecorder()
     engine = PipelineEngine(plated, sink)
     processor = DisplayProcessor("d;c")
     announced: list[Announcement] = []

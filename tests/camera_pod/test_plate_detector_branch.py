@@ -24,7 +24,7 @@ from camera_pod.processing import Announcement, DisplayProcessor
 from camera_pod.visits import VisitTracker
 from tests.conftest import FIXTURES, REDIS_URL
 from tests.fixtures import plates, scenes
-from tests.support.action_sinks import real_sink
+from tests.support.action_sinks import RowRecorder, real_sink
 from tests.support.redis_keys import delete_keys
 
 PLATES_MPTA = FIXTURES / "gas_station_plates.mpta"
@@ -34,26 +34,6 @@ PLATE_DETECTOR = "license_plate_detection_v1"
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> LoadedArchive:
     return ArchiveStore(tmp_path_factory.mktemp("cache")).load_blocking(str(PLATES_MPTA))
-
-
-class _Rows:
-    """An action sink that keeps the rows it is given (the real services: tests/camera_pod/test_ocr_nodes.py)."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, str | None]] = []
-
-    async def save_image(self, key: str, data: bytes, expire_seconds: int | None) -> None:
-        pass
-
-    async def publish(self, channel: str, message: str) -> None:
-        pass
-
-    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
-                     fields: Mapping[str, str | None]) -> None:
-        self.rows.append(dict(fields))
-
-    async def create_initial_record(self, display_id: str, captured_timestamp: str, session_id: str) -> None:
-        pass
 
 
 def _car(printed: str | None, seed: int = 31) -> np.ndarray:
@@ -70,7 +50,7 @@ def _car(printed: str | None, seed: int = 31) -> np.ndarray:
 
 def _run(archive: LoadedArchive, image: np.ndarray,
          reads: Mapping[str, TextRead] | None = None) -> tuple[FrameResult, list[dict[str, str | None]]]:
-    sink = _Rows()
+    sink = RowRecorder()
     engine = PipelineEngine(archive, sink)
     try:
         result = asyncio.run(engine.process(image, FrameContext("d;c", "d", reads=reads or {})))
@@ -128,7 +108,7 @@ def test_each_visit_carries_its_plate_and_a_car_without_one_costs_no_read(archiv
     without a plate is announced with none, and the text reader never ran on any of its frames."""
     frames, truth = plates.plated_clip(CLIP)
     tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
-    sink = _Rows()
+    sink = RowRecorder()
     engine = PipelineEngine(archive, sink)
     processor = DisplayProcessor("d;c")
     announced: list[Announcement] = []

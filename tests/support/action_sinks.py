@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,3 +50,24 @@ async def real_sink(config: PipelineConfig, folder: Path, *, durable: bool,
         else:
             store.close()
         await writer.close()
+
+
+class RowRecorder:
+    """An action sink that keeps the rows it is given and drops the rest: for tests of what the pipeline would
+    write (tests of the writes themselves use ``real_sink``)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str | None]] = []
+
+    async def save_image(self, key: str, data: bytes, expire_seconds: int | None) -> None:
+        pass
+
+    async def publish(self, channel: str, message: str) -> None:
+        pass
+
+    async def upsert(self, schema: str, table: str, key_field: str, key_value: str,
+                     fields: Mapping[str, str | None]) -> None:
+        self.rows.append(dict(fields))
+
+    async def create_initial_record(self, display_id: str, captured_timestamp: str, session_id: str) -> None:
+        pass
