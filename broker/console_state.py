@@ -31,6 +31,7 @@ class ConsoleEvent(_View):
 
     brand: str | None = Field(description="the classifier's brand, if any")
     body_type: str | None
+    license_plate: str | None = Field(None, description="the visit's licence plate, if a text node read one")
     fields: dict[str, str | None] = Field(description="every classified field")
     captured_at: float = Field(description="epoch seconds of its frame")
     visit: str = Field(description="the visit's id")
@@ -129,5 +130,5 @@ def _event(event: DetectionEvent | None) -> ConsoleEvent | None:
     if event is None:
         return None
     return ConsoleEvent(brand=event.fields.get("brand"), body_type=event.fields.get("body_type"),
-                        fields=dict(event.fields), captured_at=event.captured_at, visit=event.visit,
-                        update=event.update)
+                        license_plate=event.fields.get("license_plate"), fields=dict(event.fields),
+                        captured_at=event.captured_at, visit=event.visit, update=event.update)

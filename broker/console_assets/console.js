@@ -43,7 +43,8 @@ function stateClass(state) {
 
 function eventText(event) {
   if (!event) return "none yet";
-  const what = [event.brand ?? "?", event.body_type ?? "?"].join(" · ");
+  const what = [event.brand ?? "?", event.body_type ?? "?", ...(event.license_plate ? [event.license_plate] : [])]
+    .join(" · ");
   return `${what} · ${clock(event.captured_at)} · visit ${event.visit.slice(0, 8)}${event.update ? " (update)" : ""}`;
 }
 

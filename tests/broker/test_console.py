@@ -73,7 +73,8 @@ async def test_the_snapshot_shows_every_subscription_from_its_pods_report() -> N
     await broker.handle(decoding.parse_backend_message(json.dumps(
         {"type": "setSessionId", "payload": {"displayIdentifier": "display-1", "sessionId": 777}})))
     await broker.on_event(DetectionEvent(id="e1", subscription=FIRST, captured_at=NOW - 3, visit="v" * 32,
-                                         fields={"brand": "Toyota", "body_type": "Sedan"}), "pod")
+                                         fields={"brand": "Toyota", "body_type": "Sedan",
+                                                 "license_plate": "KL482TX"}), "pod")
 
     state = console_state.snapshot(broker, now=NOW)
 
@@ -83,7 +84,8 @@ async def test_the_snapshot_shows_every_subscription_from_its_pods_report() -> N
     assert first.frame_age_s == pytest.approx(0.25)
     assert first.crop is not None and (first.crop.x1, first.crop.y2) == (100, 400)
     assert first.sighting == BOXES
-    assert first.last_event is not None and (first.last_event.brand, first.last_event.body_type) == ("Toyota", "Sedan")
+    assert first.last_event is not None and (first.last_event.brand, first.last_event.body_type,
+                                             first.last_event.license_plate) == ("Toyota", "Sedan", "KL482TX")
     assert (first.session_id, first.model_id, first.model_name, first.stream) == (777, 7, "gas", "rtsp")
     assert first.pod == broker.pod_of(FIRST)
     assert (second.state, second.stream, second.frame_age_s, second.sighting, second.last_event) == (
