@@ -5,8 +5,7 @@ classifiers) on every frame of an unchanged picture only repeats the last answer
 of each frame with the thumbnail of the frame the detector last ran on, as Frigate's motion detector does:
 
 - **Thumbnail.** The display's image shrunk to ``width`` cells across (80: 8x8-pixel cells at 640x480) by area
-  averaging (a box blur that also averages sensor noise away), in grey levels: a video frame's luma plane as
-  decoded, so a gated frame is never converted to BGR.
+  averaging (a box blur that also averages sensor noise away), in grey levels.
 - **Change.** A cell changed when it differs from the reference by more than ``pixel_threshold`` grey levels,
   after the median difference is taken off (lighting that brightens or dims the whole picture is no change).
   The frame changed when more than ``area_threshold`` of the cells outside the ``ignore`` regions (a camera's
@@ -29,7 +28,6 @@ import numpy as np
 import numpy.typing as npt
 
 from camera_pod.inference.models import Image
-from camera_pod.pictures import Grey, grey_of
 
 Region = tuple[float, float, float, float]  # x1, y1, x2, y2 as fractions of the display's image
 Outcome = Literal["gated", "changed", "visit", "refresh"]
@@ -58,13 +56,12 @@ class Look:
         return self.outcome != "gated"
 
 
-def thumbnail(picture: Image | Grey, width: int) -> Thumbnail:
-    """Grey levels of ``picture`` (a BGR image, or grey levels such as a video frame's luma) shrunk by area
-    averaging to ``width`` cells across (aspect kept), in full-range grey levels."""
-    grey = picture if isinstance(picture, Grey) else grey_of(picture)  # then one channel to shrink
-    height, full_width = grey.pixels.shape[:2]
+def thumbnail(image: Image, width: int) -> Thumbnail:
+    """Grey levels of ``image`` shrunk by area averaging to ``width`` cells across (aspect kept)."""
+    height, full_width = image.shape[:2]
     size = (min(width, full_width), max(1, round(height * min(width, full_width) / full_width)))
-    return grey.full_range(cv2.resize(grey.pixels, size, interpolation=cv2.INTER_AREA).astype(np.int16))
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image  # then one channel to shrink
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
 def ignore_mask(shape: tuple[int, int], regions: tuple[Region, ...]) -> npt.NDArray[np.bool_]:
@@ -86,8 +83,8 @@ class ChangeGate:
     _reference_at: float | None = None
     _mask: npt.NDArray[np.bool_] | None = None
 
-    def look(self, picture: Image | Grey, captured_at: float, *, busy: bool) -> Look:
-        small = thumbnail(picture, self.settings.width)
+    def look(self, image: Image, captured_at: float, *, busy: bool) -> Look:
+        small = thumbnail(image, self.settings.width)
         change = self.change(small)
         outcome: Outcome
         if change is None or change > self.settings.area_threshold:

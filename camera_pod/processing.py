@@ -18,7 +18,6 @@ from camera_pod.gating import ChangeGate, GateSettings
 from camera_pod.inference.models import Image
 from camera_pod.mpta.loading import LoadedArchive
 from camera_pod.ocr.reading import TextRead
-from camera_pod.pictures import Picture, as_picture
 from camera_pod.pipeline.engine import FrameContext
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.pipeline.reuse import ClassificationReuse
@@ -98,15 +97,12 @@ class DisplayProcessor:
         return FrameContext(camera_id=self.identifier, display_id=self.display_id,
                             captured_at=datetime.fromtimestamp(captured_at, UTC), reads=reads or {})
 
-    async def process(self, engine: Engine, visits: VisitTracker | None, picture: Image | Picture,
-                      captured_at: float, *, share: Hashable | None = None) -> Processed:
-        """``picture``: the display's image, or a frame whose BGR pixels are made only if the detector runs on it
-        (the gate reads its grey levels). ``share``: what identifies this image among the displays of the camera
-        (frame and crop), so displays on the same archive run one detector pass on it between them."""
-        picture = as_picture(picture)
+    async def process(self, engine: Engine, visits: VisitTracker | None, image: Image, captured_at: float,
+                      *, share: Hashable | None = None) -> Processed:
+        """``share``: what identifies this image among the displays of the camera (frame and crop), so displays
+        on the same archive run one detector pass on it between them."""
         if visits is None:  # per-frame events, as the original worker: every frame analysed and written
-            result = await engine.process(np.ascontiguousarray(picture.image), self.context(captured_at),
-                                          reuse=self.reuse)
+            result = await engine.process(np.ascontiguousarray(image), self.context(captured_at), reuse=self.reuse)
             self.last = result
             return Processed(result, frame_fields=result.classified_fields())
         look = None
@@ -115,11 +111,11 @@ class DisplayProcessor:
             if serving != self._serving or self.last is None:
                 self.gate.reset()
                 self._serving = serving
-            look = self.gate.look(picture.grey, captured_at, busy=visits.needs_every_frame(captured_at))
+            look = self.gate.look(image, captured_at, busy=visits.needs_every_frame(captured_at))
             if not look.run and self.last is not None:
                 visits.hold(captured_at)
                 return Processed(self.last, gated=True)
-        image = np.ascontiguousarray(picture.image)
+        image = np.ascontiguousarray(image)
         result = await engine.process(image, self.context(captured_at), act=False, reuse=self.reuse, share=share)
         if look is not None and self.gate is not None:
             self.gate.ran(look, captured_at)

@@ -240,7 +240,7 @@ class CameraPod:
             share = (got.frame.sequence, got.frame.captured_at, (crop.x1, crop.y1, crop.x2, crop.y2) if crop else None)
             started = time.perf_counter()
             try:
-                processed = await processor.process(display.pipeline.engine, display.visits, got,
+                processed = await processor.process(display.pipeline.engine, display.visits, np.asarray(got.image),
                                                     got.frame.captured_at, share=share)
                 self._deliver(display.spec, display.visits, processed, got.frame.captured_at)
                 display.seen = (processed.result, got.frame.captured_at, crop)

@@ -169,7 +169,7 @@ async def _run(args: argparse.Namespace) -> int:
                 # A file's frames are captured at its own timeline (read as fast as the pipeline goes).
                 origin = frame.captured_at if origin is None else origin
                 captured_at = frame.captured_at if live else origin + index / (fps or 10.0)
-                processed = await processor.process(engine, visits, frame, captured_at)
+                processed = await processor.process(engine, visits, frame.image, captured_at)
                 last_run = last_run if processed.gated else index
                 _print(args, index, processed, last_run if processed.gated else None)
                 if args.out or args.show:

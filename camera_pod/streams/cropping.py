@@ -25,19 +25,13 @@ class Crop(BaseModel):
         return self
 
 
-def crop_box(shape: tuple[int, ...], crop: Crop) -> tuple[int, int, int, int]:
-    """The crop clipped to a frame of ``shape`` (height, width, ...); an entirely outside crop is a config error."""
-    height, width = shape[:2]
-    x1, y1, x2, y2 = min(crop.x1, width), min(crop.y1, height), min(crop.x2, width), min(crop.y2, height)
-    if x2 <= x1 or y2 <= y1:
-        raise StreamConfigError(f"crop ({crop.x1},{crop.y1})-({crop.x2},{crop.y2}) lies outside the "
-                                f"{width}x{height} frame")
-    return x1, y1, x2, y2
-
-
 def apply_crop(image: Image, crop: Crop | None) -> Image:
     """A view (no copy) of the crop, clipped to the frame; an entirely outside crop is a config error."""
     if crop is None:
         return image
-    x1, y1, x2, y2 = crop_box(image.shape, crop)
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = min(crop.x1, width), min(crop.y1, height), min(crop.x2, width), min(crop.y2, height)
+    if x2 <= x1 or y2 <= y1:
+        raise StreamConfigError(f"crop ({crop.x1},{crop.y1})-({crop.x2},{crop.y2}) lies outside the "
+                                f"{width}x{height} frame")
     return image[y1:y2, x1:x2]

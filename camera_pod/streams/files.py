@@ -10,9 +10,10 @@ import av
 import cv2
 import numpy as np
 
+from camera_pod.inference.models import Image
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.errors import EndOfStream, StreamConfigError
-from camera_pod.streams.frames import Source
+from camera_pod.streams.frames import to_bgr
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -30,7 +31,7 @@ class FileConnection:
     def __exit__(self, *_: object) -> None:
         pass
 
-    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Source, float]]:
+    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Image, float]]:
         if self._path.suffix.lower() in IMAGE_SUFFIXES:
             image = cv2.imread(str(self._path), cv2.IMREAD_COLOR)
             if image is None:
@@ -54,5 +55,5 @@ class FileConnection:
                     delay = started + index / rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                yield frame, time.time()
+                yield to_bgr(frame), time.time()
         raise EndOfStream(f"{self._path}: end of file")

@@ -7,43 +7,18 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from functools import cached_property
 from typing import cast
 
 import av
-import numpy as np
 
 from camera_pod.inference.models import Image
-from camera_pod.pictures import Grey, grey_of
-
-# Pixel formats whose first plane is 8-bit luma (the grey levels); full range for the JPEG ("j") ones and grey.
-_LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21",
-                         "gray"})
-_FULL_RANGE = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "gray"})
-
-Source = av.VideoFrame | Image  # a decoded video frame, or a BGR image (a snapshot, a still)
 
 
 @dataclass(frozen=True)
 class Frame:
-    source: Source  # as read: a video frame is converted to BGR only when something asks for ``image``
+    image: Image  # BGR, HxWx3 uint8
     captured_at: float  # wall clock (time.time()) when the frame was read
     sequence: int  # 1, 2, 3, ... per reader; never reused, survives reconnects
-
-    @cached_property
-    def image(self) -> Image:
-        """BGR, HxWx3 uint8 (converted once, on first use)."""
-        return to_bgr(self.source) if isinstance(self.source, av.VideoFrame) else self.source
-
-    @cached_property
-    def grey(self) -> Grey:
-        """Grey levels: a video frame's luma plane as it is (no conversion), else the BGR image's."""
-        source = self.source
-        if isinstance(source, av.VideoFrame) and source.format.name in _LUMA_FIRST:
-            plane = source.planes[0]
-            rows = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
-            return Grey(rows[:, :plane.width], limited_range=source.format.name not in _FULL_RANGE)
-        return grey_of(self.image)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -68,7 +43,7 @@ class LatestFrame:
         self._taken = True
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
-    def put(self, image: Source, captured_at: float | None = None, *, wait_taken: bool = False) -> Frame:
+    def put(self, image: Image, captured_at: float | None = None, *, wait_taken: bool = False) -> Frame:
         """Publish a frame. ``wait_taken`` (in-order file reading) first waits until the previous one was taken."""
         with self._condition:
             while wait_taken and not self._taken and not self._closed:

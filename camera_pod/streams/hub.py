@@ -5,12 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from functools import cached_property
 
-from camera_pod.inference.models import Image
-from camera_pod.pictures import Grey
 from camera_pod.streams.config import StreamConfig
-from camera_pod.streams.cropping import Crop, apply_crop, crop_box
+from camera_pod.streams.cropping import Crop, apply_crop
 from camera_pod.streams.frames import Frame
 from camera_pod.streams.state import StreamStatus
 from camera_pod.streams.supervisor import StreamSupervisor
@@ -20,22 +17,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CroppedFrame:
-    """A subscription's picture: its crop of a shared frame (views, made on first use)."""
-
     frame: Frame  # the full frame (for /image)
-    crop: Crop | None
-
-    @cached_property
-    def image(self) -> Image:
-        return apply_crop(self.frame.image, self.crop)
-
-    @cached_property
-    def grey(self) -> Grey:
-        grey = self.frame.grey
-        if self.crop is None:
-            return grey
-        x1, y1, x2, y2 = crop_box(grey.pixels.shape[:2], self.crop)
-        return grey.crop(x1, y1, x2, y2)
+    image: object  # the subscription's crop of it (a view)
 
 
 @dataclass
@@ -57,7 +40,7 @@ class StreamSubscription:
         if frame is None:
             return None
         self._last_sequence = frame.sequence
-        return CroppedFrame(frame, self.crop)
+        return CroppedFrame(frame, apply_crop(frame.image, self.crop))
 
     def latest(self) -> Frame | None:
         return self.supervisor.output.latest()

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 
 import av
 
+from camera_pod.inference.models import Image
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.errors import StreamError, StreamStalled
-from camera_pod.streams.frames import Source
+from camera_pod.streams.frames import to_bgr
 from camera_pod.streams.state import StreamStats
 from detector.kit.redaction import redact_text
 
@@ -63,7 +64,7 @@ class RtspConnection:
             self._container.close()
             self._container = None
 
-    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Source, float]]:
+    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Image, float]]:
         assert self._container is not None
         stream = self._container.streams.video[0]
         if use_decoder_threads(stream):
@@ -92,7 +93,7 @@ class RtspConnection:
                     if now < next_due:
                         continue  # decoded (later frames reference it) but never converted or delivered
                     next_due = max(next_due + interval, now - interval) if interval else 0.0
-                    yield frame, time.time()  # converted to BGR only if something asks (a gated frame never is)
+                    yield to_bgr(frame), time.time()
         except av.FFmpegError as exc:
             raise StreamError(f"{self._config.safe_url}: {redact_text(str(exc))}") from exc
         raise StreamError(f"{self._config.safe_url}: stream ended")

@@ -15,7 +15,6 @@ import numpy as np
 from camera_pod.inference.models import Image
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.errors import BadSnapshot, StreamError
-from camera_pod.streams.frames import Source
 from camera_pod.streams.state import StreamStats
 from detector.kit.redaction import redact_text
 
@@ -104,7 +103,7 @@ class SnapshotConnection:
         except httpx.HTTPError as exc:
             raise StreamError(f"{self._config.safe_url}: {type(exc).__name__}: {redact_text(str(exc))}") from exc
 
-    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Source, float]]:
+    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Image, float]]:
         interval = self._config.snapshot_interval_ms / 1000
         due = time.monotonic()
         while not stopping():

@@ -8,10 +8,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from camera_pod.inference.models import Image
 from camera_pod.streams.config import StreamConfig
 from camera_pod.streams.errors import EndOfStream, StreamConfigError, StreamError, StreamStalled
 from camera_pod.streams.files import FileConnection
-from camera_pod.streams.frames import LatestFrame, Source
+from camera_pod.streams.frames import LatestFrame
 from camera_pod.streams.rtsp import RtspConnection
 from camera_pod.streams.snapshot import SnapshotConnection
 from camera_pod.streams.state import StreamState, StreamStats, StreamStatus
@@ -26,7 +27,7 @@ class Connection(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Source, float]]: ...
+    def frames(self, stopping: Callable[[], bool]) -> Iterator[tuple[Image, float]]: ...
 
 
 def backoff_delay(attempt: int, ceiling: float, rng: random.Random) -> float:
@@ -103,7 +104,7 @@ class StreamSupervisor:
                 if not self._back_off(StreamError(f"{type(exc).__name__}: {exc}"), failures):
                     return
 
-    def _deliver(self, image: Source, captured_at: float) -> None:
+    def _deliver(self, image: Image, captured_at: float) -> None:
         self.stats.frame()
         self.output.put(image, captured_at, wait_taken=self.config.every_frame)
 

@@ -10,7 +10,6 @@ tests/camera_pod/test_visit_answers.py replays the fixture video at every cadenc
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import math
 from collections.abc import Hashable, Iterator
@@ -23,17 +22,16 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from camera_pod.gating import ChangeGate, GateSettings, Look, thumbnail
+from camera_pod.gating import ChangeGate, GateSettings, Look
 from camera_pod.inference import selection
 from camera_pod.inference.models import Image
 from camera_pod.mpta.loading import ArchiveStore
-from camera_pod.pictures import Grey
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.results import FrameResult
 from camera_pod.pipeline.reuse import ClassificationReuse
 from camera_pod.processing import DisplayProcessor, Processed
 from camera_pod.settings import PodSettings
-from camera_pod.streams.frames import Frame
+from camera_pod.streams.frames import to_bgr
 from camera_pod.visits import PENDING_PATIENCE_S, VisitTracker
 from tests.camera_pod.test_visit_cadence import DRIVE_S, Car, result, scene_frame
 from tests.conftest import FIXTURES
@@ -328,11 +326,10 @@ def test_the_picture_of_a_gated_frame_is_the_last_processed_one() -> None:
 
 # ---- the fixture videos through the real models ----------------------------------------------------------
 
-def decoded(name: str) -> Iterator[Frame]:
-    """The video's frames as a camera pod's reader hands them over: YUV as decoded, BGR made on first use."""
+def decoded(name: str) -> Iterator[Image]:
     with av.open(str(FIXTURES / "media" / name)) as container:
-        for index, frame in enumerate(container.decode(video=0)):
-            yield Frame(frame, EPOCH, index + 1)
+        for frame in container.decode(video=0):
+            yield to_bgr(frame)
 
 
 @pytest.fixture(scope="module")
@@ -350,8 +347,8 @@ def through_a_pod(engine: PipelineEngine, video: str, settings: PodSettings) -> 
     processor = DisplayProcessor.from_settings("d;c", settings, write=False)
 
     async def run() -> list[Processed]:
-        return [await processor.process(engine, tracker, frame, EPOCH + index / truth["fps"])
-                for index, frame in enumerate(decoded(video))]
+        return [await processor.process(engine, tracker, image, EPOCH + index / truth["fps"])
+                for index, image in enumerate(decoded(video))]
 
     return asyncio.run(run()), truth
 
@@ -380,7 +377,7 @@ def test_every_visit_of_the_fixture_videos_is_announced_once_and_right_with_gati
 def test_pipeline_results_on_gated_frames_match_a_run_of_the_detector(real_engine: PipelineEngine) -> None:
     """Sampled: the picture of a gated frame gives what the last processed frame gave (same car, same answer)."""
     processed, truth = through_a_pod(real_engine, "pump.mp4", PodSettings(gating_ignore=(STRIP,)))
-    images = [frame.image for frame in decoded("pump.mp4")]
+    images = list(decoded("pump.mp4"))
     context = FrameContext("d;c", "d")
     gated = [index for index, p in enumerate(processed) if p.gated][:: max(1, math.ceil(len(processed) / 40))]
 
@@ -395,47 +392,3 @@ def test_pipeline_results_on_gated_frames_match_a_run_of_the_detector(real_engin
 
     asyncio.run(check())
     assert truth["frame_count"] == len(images)
-
-
-class _CountedPicture:
-    """A frame that counts how often its BGR pixels are asked for."""
-
-    def __init__(self, frame: Frame, asked: list[int]) -> None:
-        self._frame, self._asked = frame, asked
-
-    @property
-    def grey(self) -> Grey:
-        return self._frame.grey
-
-    @property
-    def image(self) -> Image:
-        self._asked.append(self._frame.sequence)
-        return self._frame.image
-
-
-def test_a_gated_frame_is_never_converted_to_bgr(real_engine: PipelineEngine) -> None:
-    """The gate reads a video frame's luma as decoded; only frames the detector runs on are converted."""
-    processor = DisplayProcessor.from_settings("d;c", PodSettings(gating_ignore=(STRIP,)), write=False)
-    tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
-    asked: list[int] = []
-
-    async def run() -> list[Processed]:
-        return [await processor.process(real_engine, tracker, _CountedPicture(frame, asked), EPOCH + index / 10)
-                for index, frame in enumerate(itertools.islice(decoded("pump.mp4"), 300))]
-
-    processed = asyncio.run(run())
-    ran = [index + 1 for index, p in enumerate(processed) if not p.gated]
-    assert sum(p.gated for p in processed) > 150 and sorted(set(asked)) == ran
-
-
-def test_the_luma_thumbnail_is_the_bgr_one_within_two_grey_levels() -> None:
-    """A limited-range luma plane, rescaled, gives the thumbnail that cv2's grey conversion of the BGR frame gives:
-    within a level overall (rounding in the two conversions), two per cell once that is taken off, as the gate
-    takes off the median difference (the gate's pixel threshold is 12)."""
-    for frame in itertools.islice(decoded("pump.mp4"), 0, 840, 120):
-        assert frame.grey.limited_range
-        luma, bgr = thumbnail(frame.grey, 80), thumbnail(frame.image, 80)
-        assert luma.shape == bgr.shape == (60, 80)
-        difference = luma - bgr
-        overall = np.median(difference)
-        assert abs(overall) <= 1 and np.abs(difference - overall).max() <= 2
