@@ -21,11 +21,10 @@ from camera_pod.mpta.errors import MptaError
 from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
-from camera_pod.processing import Announcement, DisplayProcessor
-from camera_pod.visits import VisitTracker
 from tests.conftest import REDIS_URL
 from tests.fixtures import plates, scenes
 from tests.support.action_sinks import RowRecorder, real_sink
+from tests.support.clip_replay import replay_clip
 from tests.support.redis_keys import delete_keys
 
 PLATE_OCR = {"type": "ocr", "modelId": "plate_ocr", "triggerClasses": ["Frontal"], "minConfidence": 0.5,
@@ -227,30 +226,17 @@ def test_each_visit_of_a_plated_clip_carries_its_plate_into_the_event_and_the_ro
     """The pod's path (``DisplayProcessor``: no change gate here, every frame runs): every frame through the
     pipeline and the visit tracker; each announcement's best frame through the pipeline again with the visit's
     voted plate, writing the row. A visit with no readable plate carries none and writes None (NULL)."""
-    frames, truth = plates.plated_clip(CLIP)
-    tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
-    sink = RowRecorder()
-    engine = PipelineEngine(plated, sink)
-    processor = DisplayProcessor("d;c")
-    announced: list[Announcement] = []
-
-    async def replay() -> None:
-        for index, image in enumerate(frames):
-            announced.extend((await processor.process(engine, tracker, image, index * 0.1)).announcements)
-
-    try:
-        asyncio.run(replay())
-    finally:
-        engine.close()
-    expected = [car.value or None for car in truth]
+    replay = replay_clip(plated, CLIP)
+    announced = replay.announced
+    expected = [car.value or None for car in replay.truth]
     last_by_visit = {announcement.decision.visit_id: announcement.decision.fields for announcement in announced}
     assert [fields.get("license_plate") for fields in last_by_visit.values()] == expected
-    first = [announcement for announcement in announced if not announcement.decision.update]
+    first = replay.first_announcements
     assert [announcement.decision.fields.get("license_plate") for announcement in first] == expected
     assert all(float(announcement.decision.fields["license_plate_confidence"]) >= 0.8 for announcement in first
                if "license_plate" in announcement.decision.fields)
     assert "license_plate_confidence" not in first[2].decision.fields
-    assert [row["license_character"] for row in sink.rows] == expected
+    assert [row["license_character"] for row in replay.rows] == expected
     # A voted plate is written as voted, not read again on the best frame (a visit with no read at all reads it).
     assert all("plate_ocr" not in announcement.written.timings_ms for announcement in first
                if announcement.written is not None and "license_plate" in announcement.decision.fields)

@@ -20,11 +20,10 @@ from camera_pod.mpta.loading import ArchiveStore, LoadedArchive
 from camera_pod.ocr.reading import TextRead
 from camera_pod.pipeline.engine import FrameContext, PipelineEngine
 from camera_pod.pipeline.results import FrameResult
-from camera_pod.processing import Announcement, DisplayProcessor
-from camera_pod.visits import VisitTracker
 from tests.conftest import FIXTURES, REDIS_URL
 from tests.fixtures import plates, scenes
 from tests.support.action_sinks import RowRecorder, real_sink
+from tests.support.clip_replay import replay_clip
 from tests.support.redis_keys import delete_keys
 
 PLATES_MPTA = FIXTURES / "gas_station_plates.mpta"
@@ -106,29 +105,13 @@ CLIP = [("Toyota", "Sedan", (40, 40, 200), "KL 482 TX"), ("Ford", "Pickup", (235
 def test_each_visit_carries_its_plate_and_a_car_without_one_costs_no_read(archive: LoadedArchive) -> None:
     """The pod's path over a clip (every frame runs): each visit's plate in its announcement and its row; the car
     without a plate is announced with none, and the text reader never ran on any of its frames."""
-    frames, truth = plates.plated_clip(CLIP)
-    tracker = VisitTracker(stable_frames=3, expected_interval_s=0.1)
-    sink = RowRecorder()
-    engine = PipelineEngine(archive, sink)
-    processor = DisplayProcessor("d;c")
-    announced: list[Announcement] = []
-    read_on: list[int] = []
-
-    async def replay() -> None:
-        for index, image in enumerate(frames):
-            processed = await processor.process(engine, tracker, image, index * 0.1)
-            announced.extend(processed.announcements)
-            if "plate_ocr" in processed.result.timings_ms:
-                read_on.append(index)
-
-    try:
-        asyncio.run(replay())
-    finally:
-        engine.close()
+    replay = replay_clip(archive, CLIP)
+    truth = replay.truth
+    read_on = [index for index, processed in enumerate(replay.processed) if "plate_ocr" in processed.result.timings_ms]
     expected = [car.value or None for car in truth]
-    first = [announcement for announcement in announced if not announcement.decision.update]
-    assert [announcement.decision.fields.get("license_plate") for announcement in first] == expected
-    assert [row.get("license_character") for row in sink.rows] == expected
+    assert [announcement.decision.fields.get("license_plate") for announcement in replay.first_announcements] == \
+        expected
+    assert [row.get("license_character") for row in replay.rows] == expected
     plateless = truth[1]
     assert not [index for index in read_on if plateless.first_frame <= index <= plateless.last_frame]
     assert [index for index in read_on if truth[0].first_frame <= index <= truth[0].last_frame]
